@@ -1,2 +1,11 @@
 //! healthscore: customer events in, customer health scores and churn alerts out.
+pub mod engine;
 pub mod event;
+pub mod hash;
+pub mod output;
+pub mod replay;
+pub mod rules;
+pub mod score;
+pub mod signal;
+pub mod state;
+pub mod window;

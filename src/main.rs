@@ -1,1 +1,190 @@
-fn main() {}
+//! The `healthscore` command line: parse arguments, pick a command, map errors to exit codes.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use healthscore::engine::{Engine, EngineConfig};
+use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
+use healthscore::score::{Band, Scorecard};
+use healthscore::signal::Signal;
+
+#[derive(Parser)]
+#[command(name = "healthscore", version, about = "Customer events in, customer health scores and churn alerts out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score NDJSON event history and write the output events as NDJSON.
+    Replay {
+        /// Input files (NDJSON, any mix of the three sources, in any order).
+        #[arg(long, short, required = true, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Where to write output events (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Where to write rejected lines with their reasons (default: counted only).
+        #[arg(long)]
+        dead_letters: Option<PathBuf>,
+        /// Scorecard TOML (default: the built-in scorecard).
+        #[arg(long)]
+        scorecard: Option<PathBuf>,
+        /// Allowed lateness in seconds (stream time = largest event time - lateness).
+        #[arg(long, default_value_t = EngineConfig::default().allowed_lateness_secs)]
+        lateness_secs: u32,
+        /// Evict customers silent for this many days.
+        #[arg(long, default_value_t = EngineConfig::default().retention_days)]
+        retention_days: u32,
+        /// Print no summary.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Check a scorecard file and print what it compiles to.
+    CheckScorecard {
+        /// Scorecard TOML (default: the built-in scorecard).
+        file: Option<PathBuf>,
+    },
+    /// Print the built-in default scorecard (a starting point to edit).
+    DefaultScorecard,
+    /// List the signals a scorecard component can use.
+    Signals,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Replay { input, output, dead_letters, scorecard, lateness_secs, retention_days, quiet } => {
+            let scorecard = load_scorecard(scorecard.as_ref())?;
+            let config = EngineConfig { allowed_lateness_secs: lateness_secs, retention_days };
+            let issues = config.validate();
+            if !issues.is_empty() {
+                let lines: Vec<String> = issues.iter().map(|(k, r)| format!("  {k}: {r}")).collect();
+                bail!("invalid engine settings:\n{}", lines.join("\n"));
+            }
+            let inputs = input
+                .iter()
+                .map(|p| {
+                    let bytes = std::fs::read(p).with_context(|| format!("cannot read input {}", p.display()))?;
+                    Ok(Input { name: p.display().to_string(), bytes })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let mut engine = Engine::new(Arc::new(scorecard), config);
+            let mut out: Box<dyn Write> = match &output {
+                Some(p) => Box::new(BufWriter::new(
+                    File::create(p).with_context(|| format!("cannot create output {}", p.display()))?,
+                )),
+                None => Box::new(BufWriter::new(io::stdout().lock())),
+            };
+            let mut dlq: Option<BufWriter<File>> = match &dead_letters {
+                Some(p) => Some(BufWriter::new(
+                    File::create(p).with_context(|| format!("cannot create dead-letter file {}", p.display()))?,
+                )),
+                None => None,
+            };
+            let mut dlq_error = None;
+            let summary = replay(&mut engine, &inputs, &mut out, |d| {
+                if let Some(w) = dlq.as_mut() {
+                    if let Err(e) = writeln!(w, "{}", dead_letter_json(&inputs, &d)) {
+                        dlq_error.get_or_insert(e);
+                    }
+                }
+            })
+            .context("cannot write output")?;
+            if let Some(e) = dlq_error {
+                return Err(e).context("cannot write dead letters");
+            }
+            if let Some(mut w) = dlq {
+                w.flush().context("cannot write dead letters")?;
+            }
+            if !quiet {
+                let secs = summary.elapsed.as_secs_f64();
+                eprintln!(
+                    "replayed {} lines in {:.2}s ({:.0} lines/s): {} applied, {} duplicates, {} rejected{}",
+                    summary.lines,
+                    secs,
+                    summary.lines as f64 / secs.max(1e-9),
+                    summary.applied,
+                    summary.duplicates,
+                    summary.rejected,
+                    rejected_by_reason(&engine).iter().map(|(r, n)| format!(" {r}={n}")).collect::<Vec<_>>().join(",")
+                );
+                let mut bands = [0usize; 3];
+                for c in engine.customers() {
+                    if let Some(b) = c.score.band {
+                        bands[b as usize] += 1;
+                    }
+                }
+                let stats = engine.stats();
+                eprintln!(
+                    "{} outputs ({} score changes, {} alerts); {} customers tracked (green {}, yellow {}, red {}), {} evicted",
+                    summary.outputs,
+                    stats.score_changes,
+                    stats.alerts,
+                    engine.customer_count(),
+                    bands[Band::Green as usize],
+                    bands[Band::Yellow as usize],
+                    bands[Band::Red as usize],
+                    stats.evicted,
+                );
+            }
+            Ok(())
+        }
+        Command::CheckScorecard { file } => {
+            let sc = load_scorecard(file.as_ref())?;
+            println!("scorecard {} is valid", sc.version);
+            println!(
+                "bands: red < {}, green >= {}, hysteresis {}; emit on band change or a move of >= {}",
+                sc.bands.red_below, sc.bands.green_from, sc.bands.hysteresis, sc.min_score_delta
+            );
+            println!("segments: {}", sc.segments.iter().map(|s| &*s.name).collect::<Vec<_>>().join(", "));
+            for stage in healthscore::score::Stage::ALL {
+                for (i, seg) in sc.segments.iter().enumerate() {
+                    let comps = sc.components(stage, i as u8);
+                    let total: f64 = comps.iter().map(|c| c.weight).sum();
+                    let list: Vec<String> = comps
+                        .iter()
+                        .filter(|c| c.weight > 0.0)
+                        .map(|c| format!("{} {:.0}%", c.name, 100.0 * c.weight / total))
+                        .collect();
+                    println!("{} / {}: {}", stage.as_str(), seg.name, list.join(", "));
+                }
+            }
+            Ok(())
+        }
+        Command::DefaultScorecard => {
+            print!("{}", healthscore::score::DEFAULT_SCORECARD);
+            Ok(())
+        }
+        Command::Signals => {
+            for s in Signal::ALL {
+                println!("{:34} {}", s.name(), s.description());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load_scorecard(path: Option<&PathBuf>) -> Result<Scorecard> {
+    Ok(match path {
+        Some(p) => Scorecard::load(p)?,
+        None => Scorecard::default_scorecard(),
+    })
+}

@@ -1,0 +1,403 @@
+//! The engine ties the stages together: event → customer state → score → rules → outputs.
+//!
+//! It is plain synchronous code with no I/O and no clock: time enters only as event timestamps
+//! and as the argument of [`Engine::advance_to`]. One engine holds one input partition's
+//! customers; the Kafka shell runs one per partition, `replay` runs one for everything.
+//!
+//! Time: the engine's *stream time* is the largest event time seen less the allowed lateness.
+//! Each customer has one timer on a daily grid (offset by a hash of its id, so a partition's
+//! customers are spread over the day instead of all waking at midnight). When stream time passes
+//! a timer the customer is re-scored as of that instant, so a customer who goes silent still
+//! decays to red and raises `gone_quiet` with no new event. Advancing costs one evaluation per
+//! timer that comes due, never a scan of all customers.
+
+use std::sync::Arc;
+
+use crate::event::{parse, Event, EventKind, Millis, RejectReason, Rejection, Source, DAY_MS};
+use crate::hash::event_id;
+use crate::output::{round_to, Alert, ComponentOut, EmitReason, Output, ScoreChanged};
+use crate::rules::{Firing, RuleInput, Trigger};
+use crate::score::{ComponentScore, Scorecard};
+use crate::state::{Customer, SignalParams, Store, Timers, HISTORY_DAYS};
+use crate::window::{day_of, window_start};
+
+/// Engine settings that are not part of the scorecard.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// How far behind the largest event time stream time runs, in seconds. Timers fire only once
+    /// stream time passes them, so an event this late still lands before its customer is judged.
+    pub allowed_lateness_secs: u32,
+    /// A customer with no event for this many days is scored a last time and evicted. Must
+    /// exceed the longest window (90 days) so silence is scored before it is forgotten.
+    pub retention_days: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { allowed_lateness_secs: 3600, retention_days: 120 }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the settings; each problem as (key, reason).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut issues = Vec::new();
+        if self.retention_days <= HISTORY_DAYS as u32 {
+            issues.push((
+                "retention_days".into(),
+                format!("must exceed the longest window ({HISTORY_DAYS} days), got {}", self.retention_days),
+            ));
+        }
+        if self.allowed_lateness_secs > 7 * 86_400 {
+            issues.push(("allowed_lateness_secs".into(), "must be at most 7 days (604800)".into()));
+        }
+        issues
+    }
+}
+
+/// What happened to an input that was not rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Seen before (same `event_id` among the customer's recent events): counted, not applied.
+    Duplicate,
+}
+
+/// Running counts, for metrics and summaries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub applied: u64,
+    pub duplicates: u64,
+    pub rejected: [u64; RejectReason::ALL.len()],
+    pub evaluations: u64,
+    pub score_changes: u64,
+    pub alerts: u64,
+    pub evicted: u64,
+}
+
+/// The scoring engine for one partition of customers.
+pub struct Engine {
+    config: EngineConfig,
+    scorecard: Arc<Scorecard>,
+    store: Store,
+    timers: Timers,
+    max_event_time: Millis,
+    stream_time: Millis,
+    stats: EngineStats,
+    // Scratch space reused across evaluations: no allocation per event.
+    parts: Vec<ComponentScore>,
+    firings: Vec<Firing>,
+}
+
+impl Engine {
+    pub fn new(scorecard: Arc<Scorecard>, config: EngineConfig) -> Engine {
+        Engine {
+            config,
+            scorecard,
+            store: Store::default(),
+            timers: Timers::default(),
+            max_event_time: Millis::MIN,
+            stream_time: Millis::MIN,
+            stats: EngineStats::default(),
+            parts: Vec::new(),
+            firings: Vec::new(),
+        }
+    }
+
+    pub fn scorecard(&self) -> &Arc<Scorecard> {
+        &self.scorecard
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// Stream time: the largest event time seen less the allowed lateness, or the latest time
+    /// given to [`Engine::advance_to`]. `None` before anything happened.
+    pub fn stream_time(&self) -> Option<Millis> {
+        (self.stream_time != Millis::MIN).then_some(self.stream_time)
+    }
+
+    pub fn customer_count(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn customer(&self, id: &str) -> Option<&Customer> {
+        self.store.get(self.store.find(id)?)
+    }
+
+    pub fn customers(&self) -> impl Iterator<Item = &Customer> + '_ {
+        self.store.iter()
+    }
+
+    /// Approximate bytes of state: customers, index and timers.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.iter().map(Customer::memory_bytes).sum::<usize>()
+            + self.store.overhead_bytes()
+            + self.timers.memory_bytes()
+    }
+
+    /// Parses and applies one raw input. `topic` is the topic it arrived on, if known.
+    pub fn apply_bytes(
+        &mut self,
+        bytes: &[u8],
+        topic: Option<Source>,
+        out: &mut Vec<Output>,
+    ) -> Result<Outcome, Rejection> {
+        let result = parse(bytes, topic).and_then(|event| self.apply_event(&event, out));
+        if let Err(r) = &result {
+            // apply_event counted too_late itself.
+            if r.reason != RejectReason::TooLate {
+                self.stats.rejected[r.reason as usize] += 1;
+            }
+        }
+        result
+    }
+
+    /// Applies one event, appending any outputs it causes (including those of timers that stream
+    /// time passes on the way) to `out`.
+    pub fn apply_event(&mut self, event: &Event<'_>, out: &mut Vec<Output>) -> Result<Outcome, Rejection> {
+        let ts = event.timestamp;
+        let horizon = HISTORY_DAYS as Millis * DAY_MS;
+        if self.stream_time != Millis::MIN && ts < self.stream_time - horizon {
+            return Err(self.too_late(ts));
+        }
+        self.observe(ts, out);
+
+        let slot = match self.store.find(&event.customer_id) {
+            Some(slot) => slot,
+            None => {
+                let mut customer = Customer::new(&event.customer_id, ts);
+                customer.next_due = first_timer(customer.id_hash, ts);
+                let (due, hash) = (customer.next_due, customer.id_hash);
+                let slot = self.store.insert(customer);
+                self.timers.schedule(due, hash, slot);
+                slot
+            }
+        };
+        let customer = self.store.get_mut(slot).expect("slot just found");
+        if (customer.usage.head() as i64 - day_of(ts) as i64) >= HISTORY_DAYS as i64 {
+            return Err(self.too_late(ts));
+        }
+        if !customer.remember_id(&event.event_id) {
+            self.stats.duplicates += 1;
+            return Ok(Outcome::Duplicate);
+        }
+        customer.apply(event);
+        if matches!(event.kind, EventKind::SubscriptionStarted { .. } | EventKind::SubscriptionChanged { .. }) {
+            customer.segment = self.scorecard.segment_of(customer.plan.as_deref());
+        }
+        self.stats.applied += 1;
+        let amount = match &event.kind {
+            EventKind::InvoicePaid(i) | EventKind::PaymentFailed(i) | EventKind::InvoiceOverdue(i) => Some(i.amount),
+            _ => None,
+        };
+        let now = ts.max(customer.score.last_eval);
+        self.evaluate(slot, now, Trigger::Event { type_name: event.kind.type_name(), amount }, out);
+        Ok(Outcome::Applied)
+    }
+
+    fn too_late(&mut self, ts: Millis) -> Rejection {
+        self.stats.rejected[RejectReason::TooLate as usize] += 1;
+        Rejection::new(
+            RejectReason::TooLate,
+            Some("timestamp"),
+            format!(
+                "event time {} is more than {HISTORY_DAYS} days behind stream time {}",
+                crate::event::format_rfc3339(ts),
+                crate::event::format_rfc3339(self.stream_time.max(self.max_event_time - self.lateness())),
+            ),
+        )
+    }
+
+    fn lateness(&self) -> Millis {
+        self.config.allowed_lateness_secs as Millis * 1000
+    }
+
+    /// Moves the largest event time seen, and with it stream time.
+    fn observe(&mut self, ts: Millis, out: &mut Vec<Output>) {
+        if ts > self.max_event_time {
+            self.max_event_time = ts;
+            self.advance_to(ts - self.lateness(), out);
+        }
+    }
+
+    /// Moves stream time forward to `t` (never back), re-evaluating every customer whose timer
+    /// comes due on the way, in due order. The shell calls this with the wall clock (less the
+    /// lateness) when input is idle, so silence is noticed even when nothing arrives.
+    pub fn advance_to(&mut self, t: Millis, out: &mut Vec<Output>) {
+        if t <= self.stream_time {
+            return;
+        }
+        self.stream_time = t;
+        let retention = self.config.retention_days as Millis * DAY_MS;
+        while let Some((due, hash, slot)) = self.timers.pop_due(t) {
+            let Some(c) = self.store.get_mut(slot) else { continue };
+            if c.id_hash != hash || c.next_due != due {
+                continue; // stale entry: the customer left, or its slot was reused
+            }
+            c.prune(day_of(due));
+            let last = c.cancel_at.is_some_and(|at| at <= due) || due - c.last_event >= retention;
+            let now = due.max(c.score.last_eval);
+            self.evaluate(slot, now, if last { Trigger::Final } else { Trigger::Timer }, out);
+            if last {
+                self.store.remove(slot);
+                self.stats.evicted += 1;
+            } else {
+                let c = self.store.get_mut(slot).expect("still there");
+                c.next_due = due + DAY_MS;
+                self.timers.schedule(c.next_due, hash, slot);
+            }
+        }
+    }
+
+    /// Scores one customer as of `now` and appends what that changes: a `score_changed` when
+    /// the band changed or the score moved enough, and any alerts.
+    fn evaluate(&mut self, slot: u32, now: Millis, trigger: Trigger, out: &mut Vec<Output>) {
+        let Engine { scorecard, store, parts, firings, stats, .. } = self;
+        let sc: &Scorecard = scorecard;
+        let c = store.get_mut(slot).expect("evaluated customers exist");
+        stats.evaluations += 1;
+
+        let params = SignalParams { core_feature_keys: &sc.core_feature_keys, falling_usage_pct: sc.falling_usage_pct };
+        let signals = c.signals(now, &params);
+        let stage = sc.stage_of(&signals);
+        let raw = sc.score(&signals, stage, c.segment, parts);
+        let tenths = (raw * 10.0).round() as u16;
+        let score = tenths as f64 / 10.0;
+        let previous_band = c.score.band;
+        let band = sc.bands.classify(score, previous_band);
+        let today = day_of(now);
+
+        let history = &c.score.history;
+        let max_within = |days: u32| {
+            history
+                .fold(window_start(today, days + 1), today, None, |m: Option<u16>, v| {
+                    if *v == 0 {
+                        m
+                    } else {
+                        Some(m.map_or(*v - 1, |m| m.max(*v - 1)))
+                    }
+                })
+                .map(|t| t as f64 / 10.0)
+        };
+        let week_ago =
+            history.fold(today.saturating_sub(7), today.saturating_sub(7), None, |_, v| (*v > 0).then(|| *v - 1));
+        firings.clear();
+        let input = RuleInput {
+            signals: &signals,
+            score,
+            band,
+            previous_band,
+            max_score_within: &max_within,
+            ever_active: c.last_usage.is_some(),
+            trigger,
+            today,
+        };
+        sc.rules.evaluate(&input, &mut c.score.last_fired, firings);
+
+        let reason = match c.score.last_emitted_tenths {
+            None => Some(EmitReason::FirstScore),
+            Some(_) if previous_band != Some(band) => Some(EmitReason::BandChanged),
+            Some(last) if (tenths as f64 - last as f64).abs() >= sc.min_score_delta * 10.0 => {
+                Some(EmitReason::ScoreMoved)
+            }
+            Some(_) if trigger == Trigger::Final => Some(EmitReason::Final),
+            Some(_) => None,
+        };
+
+        if let Some(reason) = reason {
+            let components = sc
+                .components(stage, c.segment)
+                .iter()
+                .zip(parts.iter())
+                .map(|(comp, part)| ComponentOut {
+                    name: comp.name.clone(),
+                    signal: comp.signal.name(),
+                    value: part.value.map(|v| round_to(v, 2)),
+                    points: part.points.map(|p| round_to(p, 1)),
+                    weight: round_to(part.weight, 4),
+                    contribution: round_to(part.contribution, 2),
+                })
+                .collect();
+            let ts = now.to_string();
+            out.push(Output::ScoreChanged(ScoreChanged {
+                kind: (),
+                event_id: event_id(&[c.id.as_bytes(), b"score_changed", ts.as_bytes(), &tenths.to_le_bytes()]),
+                customer_id: c.id.to_string(),
+                timestamp: now,
+                score,
+                previous_score: c.score.last_emitted_tenths.map(|t| t as f64 / 10.0),
+                band,
+                previous_band,
+                trend_7d: week_ago.map(|w| round_to(score - w as f64 / 10.0, 1)),
+                stage: stage.as_str(),
+                segment: sc.segments[c.segment as usize].name.clone(),
+                components,
+                top_drivers: top_drivers(sc, stage, c.segment, parts),
+                model_version: sc.version.clone(),
+                reason,
+            }));
+            c.score.last_emitted_tenths = Some(tenths);
+            stats.score_changes += 1;
+        }
+
+        for f in firings.drain(..) {
+            let rule = &sc.rules.rules[f.rule as usize];
+            let ts = now.to_string();
+            let mut dedupe_key = format!("{}/{}", c.id, f.rule.as_str());
+            if f.rule == crate::rules::RuleId::BandDowngrade {
+                dedupe_key.push('/');
+                dedupe_key.push_str(band.as_str());
+            }
+            out.push(Output::Alert(Alert {
+                kind_tag: (),
+                event_id: event_id(&[c.id.as_bytes(), b"alert", f.rule.as_str().as_bytes(), ts.as_bytes()]),
+                customer_id: c.id.to_string(),
+                timestamp: now,
+                rule: f.rule,
+                kind: f.rule.kind(),
+                severity: f.severity,
+                message: f.message,
+                score,
+                band,
+                evidence: f.evidence,
+                playbook: rule.playbook.clone(),
+                dedupe_key,
+                model_version: sc.version.clone(),
+            }));
+            stats.alerts += 1;
+        }
+
+        c.score.band = Some(band);
+        if let Some(b) = c.score.history.at_mut(today) {
+            *b = tenths + 1;
+        }
+        c.score.last_eval = now;
+    }
+}
+
+/// The first timer of a customer first seen at `ts`: the next instant after `ts` on its daily
+/// grid, which is offset from midnight by a hash of its id.
+fn first_timer(id_hash: u64, ts: Millis) -> Millis {
+    let offset = (id_hash % DAY_MS as u64) as Millis;
+    (ts - offset).div_euclid(DAY_MS) * DAY_MS + offset + DAY_MS
+}
+
+/// Up to three components that cost the most points (weight × points lost), worst first.
+fn top_drivers(sc: &Scorecard, stage: crate::score::Stage, segment: u8, parts: &[ComponentScore]) -> Vec<Arc<str>> {
+    let mut lost: Vec<(f64, usize)> = parts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.points.map(|pts| ((100.0 - pts) * p.weight, i)))
+        .filter(|(l, _)| *l >= 0.5)
+        .collect();
+    lost.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let comps = sc.components(stage, segment);
+    lost.iter().take(3).map(|(_, i)| comps[*i].name.clone()).collect()
+}

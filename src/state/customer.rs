@@ -1,0 +1,411 @@
+//! One customer's windows and current facts, updated by events and read as [`Signals`].
+
+use crate::event::{Event, EventKind, Invoice, Millis, Priority, DAY_MS};
+use crate::hash::{hash64, key32};
+use crate::rules::RULE_COUNT;
+use crate::score::Band;
+use crate::signal::{Signal, Signals};
+use crate::window::{day_of, window_start, DailyRing, Day, DayLog, RecencySet};
+
+/// Days of history the windows keep: the longest window.
+pub const HISTORY_DAYS: usize = 90;
+/// Recent event ids remembered per customer for de-duplication.
+pub const DEDUP_IDS: usize = 16;
+
+/// Caps that keep one noisy customer from growing without bound. Generous for real accounts;
+/// past them the least recent entries make room.
+const MAX_USERS: usize = 512;
+const MAX_FEATURES: usize = 128;
+const MAX_LOG: usize = 256;
+const MAX_OPEN_TICKETS: usize = 64;
+const MAX_OVERDUE: usize = 32;
+const MAX_CLOSED_TICKETS: usize = 8;
+
+/// Usage in one day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageDay {
+    pub events: u32,
+    pub session_seconds: u32,
+}
+
+/// Rare dated facts kept in the customer's [`DayLog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    TicketOpened,
+    TicketReopened,
+    /// Value: hours from open to resolved.
+    TicketResolved,
+    /// Value: the rating.
+    Csat,
+    PaymentFailed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenTicket {
+    pub key: u32,
+    pub opened: Millis,
+    pub priority: Priority,
+}
+
+/// The scoring state the engine keeps between evaluations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreState {
+    /// The current band (after hysteresis); `None` before the first score.
+    pub band: Option<Band>,
+    /// The score last emitted in a `score_changed`, in tenths of a point.
+    pub last_emitted_tenths: Option<u16>,
+    /// Daily scores in tenths plus one (0: no score that day), for trends and sharp drops.
+    pub history: DailyRing<u16, 32>,
+    /// The day each rule last fired (0: never), for cooldowns.
+    pub last_fired: [Day; RULE_COUNT],
+    /// The latest evaluation time; outputs of one customer never go back in time.
+    pub last_eval: Millis,
+}
+
+impl Default for ScoreState {
+    fn default() -> Self {
+        ScoreState {
+            band: None,
+            last_emitted_tenths: None,
+            history: DailyRing::default(),
+            last_fired: [0; RULE_COUNT],
+            last_eval: Millis::MIN,
+        }
+    }
+}
+
+/// Everything the engine knows about one customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    pub id: Box<str>,
+    pub id_hash: u64,
+    pub first_seen: Millis,
+    /// Latest event of any kind (retention counts from here).
+    pub last_event: Millis,
+    /// Latest product usage, if any.
+    pub last_usage: Option<Millis>,
+    pub usage: DailyRing<UsageDay, HISTORY_DAYS>,
+    pub users: RecencySet,
+    pub features: RecencySet,
+    pub log: DayLog<Fact>,
+    pub open_tickets: Vec<OpenTicket>,
+    /// Recently resolved tickets, so a reopen gets its priority back.
+    pub closed_tickets: Vec<(u32, Priority)>,
+    pub last_nps: Option<u8>,
+    pub plan: Option<Box<str>>,
+    /// The scorecard segment of `plan`, cached.
+    pub segment: u8,
+    pub mrr: Option<f64>,
+    /// (day, MRR from that day on), oldest first; one point at or before the 90-day window start.
+    pub mrr_history: Vec<(Day, f64)>,
+    pub seats: Option<u32>,
+    pub renewal: Option<Millis>,
+    pub started: Option<Millis>,
+    /// When a cancellation takes effect; the customer is scored a last time and evicted then.
+    pub cancel_at: Option<Millis>,
+    /// Event time of the latest subscription fact applied: an older one arriving late does not
+    /// overwrite a newer plan.
+    pub subscription_as_of: Millis,
+    pub overdue: Vec<u32>,
+    recent_ids: [u64; DEDUP_IDS],
+    recent_pos: u8,
+    pub score: ScoreState,
+    /// The time of the customer's pending timer.
+    pub next_due: Millis,
+}
+
+/// Signal settings that come from the scorecard.
+pub struct SignalParams<'a> {
+    pub core_feature_keys: &'a [u32],
+    pub falling_usage_pct: f64,
+}
+
+impl Customer {
+    pub fn new(id: &str, now: Millis) -> Customer {
+        Customer {
+            id: id.into(),
+            id_hash: hash64(id),
+            first_seen: now,
+            last_event: now,
+            last_usage: None,
+            usage: DailyRing::default(),
+            users: RecencySet::default(),
+            features: RecencySet::default(),
+            log: DayLog::default(),
+            open_tickets: Vec::new(),
+            closed_tickets: Vec::new(),
+            last_nps: None,
+            plan: None,
+            segment: 0,
+            mrr: None,
+            mrr_history: Vec::new(),
+            seats: None,
+            renewal: None,
+            started: None,
+            cancel_at: None,
+            subscription_as_of: Millis::MIN,
+            overdue: Vec::new(),
+            recent_ids: [0; DEDUP_IDS],
+            recent_pos: 0,
+            score: ScoreState::default(),
+            next_due: Millis::MAX,
+        }
+    }
+
+    /// Remembers `event_id`; `false` if it was seen among this customer's recent events.
+    /// Redelivered events come in a burst, so a short per-customer memory catches them while
+    /// keeping memory bounded (a duplicate more than [`DEDUP_IDS`] events later is not caught).
+    pub fn remember_id(&mut self, event_id: &str) -> bool {
+        let h = hash64(event_id) | 1; // 0 marks an empty slot
+        if self.recent_ids.contains(&h) {
+            return false;
+        }
+        self.recent_ids[self.recent_pos as usize] = h;
+        self.recent_pos = ((self.recent_pos as usize + 1) % DEDUP_IDS) as u8;
+        true
+    }
+
+    /// Applies an event to the windows and facts. Returns `false` when the event's day has left
+    /// the customer's usage window (too late to count).
+    pub fn apply(&mut self, event: &Event<'_>) -> bool {
+        let ts = event.timestamp;
+        let day = day_of(ts);
+        if (self.usage.head() as i64 - day as i64) >= HISTORY_DAYS as i64 {
+            return false;
+        }
+        self.last_event = self.last_event.max(ts);
+        self.first_seen = self.first_seen.min(ts);
+        match &event.kind {
+            EventKind::FeatureUsed { feature, user_id, .. } => {
+                self.touch_usage(ts, 0, user_id.as_deref());
+                self.features.touch(key32(feature), day, MAX_FEATURES);
+            }
+            EventKind::Session { user_id, duration_seconds } => {
+                self.touch_usage(ts, duration_seconds.min(u32::MAX as f64) as u32, user_id.as_deref());
+            }
+            EventKind::TicketOpened { ticket_id, priority } => {
+                self.log.push(day, Fact::TicketOpened, 0, MAX_LOG);
+                self.open_ticket(key32(ticket_id), ts, *priority);
+            }
+            EventKind::TicketResolved { ticket_id } => {
+                let key = key32(ticket_id);
+                if let Some(i) = self.open_tickets.iter().position(|t| t.key == key) {
+                    let t = self.open_tickets.swap_remove(i);
+                    let hours = ((ts - t.opened).max(0) / 3_600_000).min(u16::MAX as i64) as u16;
+                    self.log.push(day, Fact::TicketResolved, hours, MAX_LOG);
+                    if self.closed_tickets.len() >= MAX_CLOSED_TICKETS {
+                        self.closed_tickets.remove(0);
+                    }
+                    self.closed_tickets.push((key, t.priority));
+                }
+            }
+            EventKind::TicketReopened { ticket_id } => {
+                let key = key32(ticket_id);
+                self.log.push(day, Fact::TicketReopened, 0, MAX_LOG);
+                let priority = self.closed_tickets.iter().find(|(k, _)| *k == key).map_or(Priority::Normal, |t| t.1);
+                self.open_ticket(key, ts, priority);
+            }
+            EventKind::CsatResponse { rating, .. } => self.log.push(day, Fact::Csat, *rating as u16, MAX_LOG),
+            EventKind::NpsResponse { score } => self.last_nps = Some(*score),
+            EventKind::SubscriptionStarted { plan, mrr, seats, renewal_date } => {
+                self.started = Some(self.started.map_or(ts, |s| s.min(ts)));
+                self.cancel_at = None; // a restart after a cancellation reactivates
+                if self.newer_subscription_fact(ts) {
+                    self.set_plan(plan, *mrr, *seats, day);
+                    if renewal_date.is_some() {
+                        self.renewal = *renewal_date;
+                    }
+                }
+            }
+            EventKind::SubscriptionChanged { plan, mrr, seats } => {
+                if self.newer_subscription_fact(ts) {
+                    self.set_plan(plan, *mrr, *seats, day);
+                }
+            }
+            EventKind::SubscriptionRenewed { renewal_date } => {
+                self.renewal = Some(self.renewal.map_or(*renewal_date, |r| r.max(*renewal_date)));
+            }
+            EventKind::SubscriptionCancelled { effective_date, .. } => {
+                self.cancel_at = Some(effective_date.map_or(ts, |e| e.max(ts)));
+            }
+            EventKind::InvoicePaid(Invoice { invoice_id, .. }) => {
+                let key = key32(invoice_id);
+                self.overdue.retain(|k| *k != key);
+            }
+            EventKind::PaymentFailed(_) => self.log.push(day, Fact::PaymentFailed, 0, MAX_LOG),
+            EventKind::InvoiceOverdue(Invoice { invoice_id, .. }) => {
+                let key = key32(invoice_id);
+                if !self.overdue.contains(&key) && self.overdue.len() < MAX_OVERDUE {
+                    self.overdue.push(key);
+                }
+            }
+        }
+        true
+    }
+
+    fn touch_usage(&mut self, ts: Millis, session_seconds: u32, user: Option<&str>) {
+        let day = day_of(ts);
+        if let Some(b) = self.usage.at_mut(day) {
+            b.events = b.events.saturating_add(1);
+            b.session_seconds = b.session_seconds.saturating_add(session_seconds);
+        }
+        self.last_usage = Some(self.last_usage.map_or(ts, |l| l.max(ts)));
+        if let Some(user) = user {
+            self.users.touch(key32(user), day, MAX_USERS);
+        }
+    }
+
+    fn open_ticket(&mut self, key: u32, ts: Millis, priority: Priority) {
+        if let Some(t) = self.open_tickets.iter_mut().find(|t| t.key == key) {
+            t.priority = t.priority.max(priority);
+        } else if self.open_tickets.len() < MAX_OPEN_TICKETS {
+            self.open_tickets.push(OpenTicket { key, opened: ts, priority });
+        }
+    }
+
+    fn newer_subscription_fact(&mut self, ts: Millis) -> bool {
+        if ts < self.subscription_as_of {
+            return false;
+        }
+        self.subscription_as_of = ts;
+        true
+    }
+
+    fn set_plan(&mut self, plan: &str, mrr: f64, seats: Option<u32>, day: Day) {
+        if self.plan.as_deref() != Some(plan) {
+            self.plan = Some(plan.into());
+        }
+        if seats.is_some() {
+            self.seats = seats;
+        }
+        self.mrr = Some(mrr);
+        match self.mrr_history.last_mut() {
+            Some(last) if last.0 >= day => last.1 = mrr,
+            _ => self.mrr_history.push((day, mrr)),
+        }
+    }
+
+    /// Forgets what has left every window as of `today`, so state stays small.
+    pub fn prune(&mut self, today: Day) {
+        let start = window_start(today, HISTORY_DAYS as u32);
+        self.users.prune(start);
+        self.features.prune(start);
+        self.log.prune(start);
+        // Keep the last MRR point at or before the window start: it is "MRR 90 days ago".
+        let keep_from = self.mrr_history.iter().rposition(|(d, _)| *d <= start).unwrap_or(0);
+        self.mrr_history.drain(..keep_from);
+    }
+
+    /// Every signal as of `now`.
+    pub fn signals(&self, now: Millis, params: &SignalParams<'_>) -> Signals {
+        let mut s = Signals::default();
+        let today = day_of(now).max(self.usage.head());
+        let d7 = window_start(today, 7);
+        let d30 = window_start(today, 30);
+        let d90 = window_start(today, 90);
+        let first_day = day_of(self.first_seen);
+        let days = |ms: Millis| ((now - ms) as f64 / DAY_MS as f64).floor();
+        let usage = |from: Day, to: Day| {
+            self.usage.fold(from, to, (0u64, 0u32, 0u64), |(events, active, secs), b| {
+                (events + b.events as u64, active + (b.events > 0) as u32, secs + b.session_seconds as u64)
+            })
+        };
+
+        let (events7, active7, _) = usage(d7, today);
+        let (events30, active30, secs30) = usage(d30, today);
+        s.set(Signal::ActiveDays7d, Some(active7 as f64));
+        s.set(Signal::ActiveDays30d, Some(active30 as f64));
+        s.set(Signal::Events7d, Some(events7 as f64));
+        s.set(Signal::Events30d, Some(events30 as f64));
+        s.set(Signal::SessionMinutes30d, Some((secs30 / 60) as f64));
+        let users30 = self.users.count_since(d30);
+        s.set(Signal::DistinctUsers30d, Some(users30 as f64));
+        s.set(Signal::FeatureBreadth30d, Some(self.features.count_since(d30) as f64));
+        if !params.core_feature_keys.is_empty() {
+            let used = params.core_feature_keys.iter().filter(|k| self.features.seen_since(**k, d30)).count();
+            s.set(Signal::CoreFeatureAdoptionPct, Some(100.0 * used as f64 / params.core_feature_keys.len() as f64));
+        }
+
+        // Trends need a full comparison period: a customer younger than it is ramping, not growing.
+        let prev30_start = window_start(today, 60);
+        if first_day <= prev30_start {
+            let (prev, _, _) = usage(prev30_start, d30 - 1);
+            s.set(Signal::UsageTrendPct, trend_pct(events30 as f64, prev as f64));
+        }
+        let base_start = window_start(today, 28);
+        if first_day <= base_start {
+            let (base, _, _) = usage(base_start, d7 - 1);
+            s.set(Signal::UsageTrend7dPct, trend_pct(events7 as f64, base as f64 / 3.0));
+        }
+        s.set(Signal::DaysSinceLastActivity, Some(days(self.last_usage.unwrap_or(self.first_seen)).max(0.0)));
+
+        s.set(Signal::TicketsOpened30d, Some(self.log.count(Fact::TicketOpened, d30, today) as f64));
+        s.set(Signal::OpenTickets, Some(self.open_tickets.len() as f64));
+        let urgent = self.open_tickets.iter().filter(|t| t.priority == Priority::Urgent).count();
+        s.set(Signal::OpenUrgentTickets, Some(urgent as f64));
+        s.set(
+            Signal::MedianResolutionHours90d,
+            median(self.log.iter(Fact::TicketResolved, d90, today).map(|m| m.value)),
+        );
+        s.set(Signal::Reopens90d, Some(self.log.count(Fact::TicketReopened, d90, today) as f64));
+        let (csat_sum, csat_n) =
+            self.log.iter(Fact::Csat, d90, today).fold((0u32, 0u32), |(sum, n), m| (sum + m.value as u32, n + 1));
+        s.set(Signal::CsatAvg90d, (csat_n > 0).then(|| csat_sum as f64 / csat_n as f64));
+        s.set(Signal::LastNps, self.last_nps.map(f64::from));
+
+        s.set(Signal::FailedPayments90d, Some(self.log.count(Fact::PaymentFailed, d90, today) as f64));
+        s.set(Signal::OpenOverdueInvoices, Some(self.overdue.len() as f64));
+        s.set(Signal::Mrr, self.mrr);
+        if let Some(mrr) = self.mrr {
+            let then = self.mrr_history.iter().take_while(|(d, _)| *d <= d90).last().map(|p| p.1);
+            s.set(Signal::MrrChange90dPct, then.filter(|t| *t > 0.0).map(|t| 100.0 * (mrr - t) / t));
+        }
+        s.set(Signal::DaysToRenewal, self.renewal.map(|r| ((r - now) as f64 / DAY_MS as f64).floor()));
+        s.set(
+            Signal::SeatUtilisationPct,
+            self.seats.filter(|s| *s > 0).map(|seats| 100.0 * users30 as f64 / seats as f64),
+        );
+        s.set(Signal::TenureDays, Some(days(self.started.unwrap_or(self.first_seen)).max(0.0)));
+        let falling = s
+            .get(Signal::UsageTrend7dPct)
+            .or(s.get(Signal::UsageTrendPct))
+            .is_some_and(|t| t <= params.falling_usage_pct);
+        s.set(Signal::UrgentTicketWithFallingUsage, Some((urgent > 0 && falling) as u8 as f64));
+        s
+    }
+
+    /// The approximate memory this customer holds, inline and on the heap.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Customer>()
+            + self.id.len()
+            + self.plan.as_ref().map_or(0, |p| p.len())
+            + self.users.heap_bytes()
+            + self.features.heap_bytes()
+            + self.log.heap_bytes()
+            + self.open_tickets.capacity() * std::mem::size_of::<OpenTicket>()
+            + self.closed_tickets.capacity() * std::mem::size_of::<(u32, Priority)>()
+            + self.mrr_history.capacity() * std::mem::size_of::<(Day, f64)>()
+            + self.overdue.capacity() * 4
+    }
+}
+
+/// Percent change from `before` to `now`, capped at +500 %; `None` when both are zero.
+fn trend_pct(now: f64, before: f64) -> Option<f64> {
+    if before > 0.0 {
+        Some((100.0 * (now - before) / before).min(500.0))
+    } else if now > 0.0 {
+        Some(100.0)
+    } else {
+        None
+    }
+}
+
+fn median(values: impl Iterator<Item = u16>) -> Option<f64> {
+    let mut v: Vec<u16> = values.collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let n = v.len();
+    Some(if n % 2 == 1 { v[n / 2] as f64 } else { (v[n / 2 - 1] as f64 + v[n / 2] as f64) / 2.0 })
+}

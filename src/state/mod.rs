@@ -1,0 +1,8 @@
+//! Customer state: one customer's windows and facts ([`Customer`]), and the per-partition
+//! [`Store`] of customers with the [`Timers`] that wake them as event time passes.
+
+mod customer;
+mod store;
+
+pub use self::customer::{Customer, Fact, OpenTicket, ScoreState, SignalParams, UsageDay, DEDUP_IDS, HISTORY_DAYS};
+pub use self::store::{Store, Timers};

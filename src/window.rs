@@ -1,0 +1,262 @@
+//! Event-time windows, bucketed by UTC day. They know nothing of customers or scores.
+//!
+//! Three shapes cover every signal while keeping a customer's state small:
+//! - [`DailyRing`]: a dense ring of per-day buckets for high-volume counters (usage);
+//! - [`RecencySet`]: the last day each distinct thing (user, feature) was seen, for
+//!   "distinct in the last N days" without per-day sets;
+//! - [`DayLog`]: a sparse log of rare dated facts (tickets, CSAT answers, failed payments).
+//!
+//! Windows end at a day given by the caller: "the last 30 days" at day `d` is `d-29..=d`.
+
+use crate::event::{Millis, DAY_MS};
+
+/// Whole days since 1970-01-01 UTC. `u32` holds every day the contract accepts (2000–2099).
+pub type Day = u32;
+
+/// The UTC day an instant falls on.
+pub fn day_of(ms: Millis) -> Day {
+    ms.div_euclid(DAY_MS).clamp(0, Day::MAX as i64) as Day
+}
+
+/// The first day of the `days`-day window that ends at `end`.
+pub fn window_start(end: Day, days: u32) -> Day {
+    end.saturating_sub(days.saturating_sub(1))
+}
+
+/// A dense ring of `N` daily buckets ending at the newest day written (`head`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyRing<T, const N: usize> {
+    head: Day,
+    buckets: [T; N],
+}
+
+impl<T: Copy + Default, const N: usize> Default for DailyRing<T, N> {
+    fn default() -> Self {
+        DailyRing { head: 0, buckets: [T::default(); N] }
+    }
+}
+
+impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
+    /// The newest day the ring holds.
+    pub fn head(&self) -> Day {
+        self.head
+    }
+
+    /// Moves the newest day forward to `day`, clearing the buckets that fall out of the ring.
+    pub fn roll_to(&mut self, day: Day) {
+        if day <= self.head {
+            return;
+        }
+        if (day - self.head) as usize >= N {
+            self.buckets = [T::default(); N];
+        } else {
+            for d in self.head + 1..=day {
+                self.buckets[d as usize % N] = T::default();
+            }
+        }
+        self.head = day;
+    }
+
+    /// The bucket of `day`, rolling the ring forward if `day` is newer than any before; `None`
+    /// when `day` has already left the ring (too late to count).
+    pub fn at_mut(&mut self, day: Day) -> Option<&mut T> {
+        self.roll_to(day);
+        if (self.head - day) as usize >= N {
+            return None;
+        }
+        Some(&mut self.buckets[day as usize % N])
+    }
+
+    /// Folds the buckets of days `from..=to`, in day order, skipping days the ring no longer
+    /// (or does not yet) hold.
+    pub fn fold<A>(&self, from: Day, to: Day, init: A, mut f: impl FnMut(A, &T) -> A) -> A {
+        let oldest = (self.head + 1).saturating_sub(N as Day);
+        let (from, to) = (from.max(oldest), to.min(self.head));
+        let mut acc = init;
+        for d in from..=to {
+            acc = f(acc, &self.buckets[d as usize % N]);
+        }
+        acc
+    }
+
+    /// The buckets of the whole ring, oldest first, with their days (for snapshots and tests).
+    pub fn iter(&self) -> impl Iterator<Item = (Day, &T)> + '_ {
+        let oldest = (self.head + 1).saturating_sub(N as Day);
+        (oldest..=self.head).map(move |d| (d, &self.buckets[d as usize % N]))
+    }
+}
+
+/// The last day each distinct key was seen, bounded to `cap` keys (the least recently seen key
+/// makes room). Keys are hashes: a rare collision undercounts by one, which no score notices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecencySet {
+    entries: Vec<(u32, Day)>,
+}
+
+impl RecencySet {
+    /// Records `key` as seen on `day`.
+    pub fn touch(&mut self, key: u32, day: Day, cap: usize) {
+        if let Some(entry) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+            entry.1 = entry.1.max(day);
+            return;
+        }
+        if self.entries.len() >= cap {
+            let Some((oldest, _)) = self.entries.iter().enumerate().min_by_key(|(_, (_, d))| *d) else { return };
+            if self.entries[oldest].1 > day {
+                return; // older than everything we keep: it cannot change any window
+            }
+            self.entries.swap_remove(oldest);
+        }
+        self.entries.push((key, day));
+    }
+
+    /// How many distinct keys were seen on or after `since`.
+    pub fn count_since(&self, since: Day) -> u32 {
+        self.entries.iter().filter(|(_, d)| *d >= since).count() as u32
+    }
+
+    /// Whether `key` was seen on or after `since`.
+    pub fn seen_since(&self, key: u32, since: Day) -> bool {
+        self.entries.iter().any(|&(k, d)| k == key && d >= since)
+    }
+
+    /// Forgets keys last seen before `before`.
+    pub fn prune(&mut self, before: Day) {
+        self.entries.retain(|(_, d)| *d >= before);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<(u32, Day)>()
+    }
+}
+
+/// A sparse, bounded log of dated facts of kind `K` with a small value each (a CSAT rating, the
+/// hours a ticket took). For signals that fire a few times a month, this is far smaller than a
+/// dense ring per kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayLog<K> {
+    marks: Vec<Mark<K>>,
+}
+
+/// One dated fact in a [`DayLog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark<K> {
+    pub day: Day,
+    pub kind: K,
+    pub value: u16,
+}
+
+impl<K> Default for DayLog<K> {
+    fn default() -> Self {
+        DayLog { marks: Vec::new() }
+    }
+}
+
+impl<K: Copy + Eq> DayLog<K> {
+    /// Adds a fact; past `cap` facts the oldest is dropped (a customer with hundreds of tickets a
+    /// quarter is already red on every support signal).
+    pub fn push(&mut self, day: Day, kind: K, value: u16, cap: usize) {
+        if self.marks.len() >= cap {
+            let Some((oldest, _)) = self.marks.iter().enumerate().min_by_key(|(_, m)| m.day) else { return };
+            self.marks.swap_remove(oldest);
+        }
+        self.marks.push(Mark { day, kind, value });
+    }
+
+    /// The facts of `kind` dated `from..=to`.
+    pub fn iter(&self, kind: K, from: Day, to: Day) -> impl Iterator<Item = &Mark<K>> + '_ {
+        self.marks.iter().filter(move |m| m.kind == kind && m.day >= from && m.day <= to)
+    }
+
+    pub fn count(&self, kind: K, from: Day, to: Day) -> u32 {
+        self.iter(kind, from, to).count() as u32
+    }
+
+    /// Forgets facts dated before `before`.
+    pub fn prune(&mut self, before: Day) {
+        self.marks.retain(|m| m.day >= before);
+    }
+
+    pub fn marks(&self) -> &[Mark<K>] {
+        &self.marks
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.marks.capacity() * std::mem::size_of::<Mark<K>>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ring_rolls_and_forgets_old_days() {
+        let mut r: DailyRing<u32, 7> = DailyRing::default();
+        *r.at_mut(100).unwrap() += 1;
+        *r.at_mut(103).unwrap() += 2;
+        assert_eq!(r.fold(97, 103, 0, |a, b| a + b), 3);
+        assert_eq!(r.fold(101, 103, 0, |a, b| a + b), 2);
+        *r.at_mut(107).unwrap() += 4; // day 100 leaves the ring (101..=107 remain)
+        assert_eq!(r.fold(0, 107, 0, |a, b| a + b), 6);
+        assert!(r.at_mut(100).is_none(), "a day that has left the ring is too late");
+        *r.at_mut(101).unwrap() += 8; // still inside
+        assert_eq!(r.fold(0, 200, 0, |a, b| a + b), 14);
+        r.roll_to(500);
+        assert_eq!(r.fold(0, 500, 0, |a, b| a + b), 0);
+    }
+
+    #[test]
+    fn recency_set_counts_distinct_and_evicts_least_recent() {
+        let mut s = RecencySet::default();
+        s.touch(1, 10, 3);
+        s.touch(2, 11, 3);
+        s.touch(1, 12, 3);
+        s.touch(3, 5, 3);
+        assert_eq!(s.count_since(0), 3);
+        assert_eq!(s.count_since(11), 2);
+        s.touch(4, 13, 3); // evicts key 3 (day 5)
+        assert!(!s.seen_since(3, 0));
+        assert!(s.seen_since(4, 13));
+        s.touch(5, 1, 3); // older than everything kept: ignored
+        assert!(!s.seen_since(5, 0));
+    }
+
+    #[test]
+    fn day_log_counts_by_kind_and_range() {
+        let mut log = DayLog::default();
+        log.push(10, 'a', 1, 8);
+        log.push(20, 'a', 1, 8);
+        log.push(20, 'b', 5, 8);
+        assert_eq!(log.count('a', 0, 100), 2);
+        assert_eq!(log.count('a', 15, 100), 1);
+        log.prune(15);
+        assert_eq!(log.count('a', 0, 100), 1);
+    }
+
+    proptest! {
+        /// The ring agrees with a plain list of (day, value) for any writes and any window.
+        #[test]
+        fn ring_matches_a_naive_model(writes in prop::collection::vec((0u32..200, 1u32..100), 0..200), from in 0u32..250, len in 0u32..40) {
+            let mut ring: DailyRing<u32, 30> = DailyRing::default();
+            let mut accepted = Vec::new();
+            for (day, v) in writes {
+                let day = day + 1000;
+                if let Some(b) = ring.at_mut(day) { *b += v; accepted.push((day, v)); }
+            }
+            let (from, to) = (from + 1000, from + 1000 + len);
+            let head = ring.head();
+            let expected: u32 = accepted.iter().filter(|(d, _)| *d >= from && *d <= to && head - *d < 30).map(|(_, v)| v).sum();
+            prop_assert_eq!(ring.fold(from, to, 0, |a, b| a + b), expected);
+        }
+    }
+}
