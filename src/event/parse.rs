@@ -1,25 +1,127 @@
 //! Bytes → [`Event`]: one pass of `serde_json` into a flat borrowing struct, then per-type checks.
 //!
 //! A flat struct of optional fields is several times faster than serde's internally tagged enums
-//! (which buffer the whole object before choosing a variant). When serde itself fails, which only
-//! bad input does, the input is parsed again as a `Value` to say exactly which field is wrong.
+//! (which buffer the whole object before choosing a variant). Fields are lenient about their
+//! JSON type during the parse, so a field of another event type never fails this one, and a
+//! wrong type in a field this type needs is reported by name.
 
 use std::borrow::Cow;
 
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::time::{parse_date_or_datetime, parse_rfc3339};
 use super::{source_of_type, Event, EventKind, Invoice, Priority, RejectReason, Rejection, Source};
 
+/// The largest integer a JSON number carries exactly (2^53).
+const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+/// Counts beyond u32 (four billion seats) are accepted by the contract and saturate here.
+fn saturate_u32(v: u64) -> u32 {
+    v.min(u32::MAX as u64) as u32
+}
+
 /// Longest accepted `event_id`, `customer_id` and other identifiers, in characters.
 const MAX_ID_CHARS: usize = 128;
 
-/// A string that borrows from the input when it has no escapes. serde only borrows a `Cow` that
-/// is a field of its own, not one inside an `Option`, hence the newtype.
-#[derive(Deserialize)]
-#[serde(transparent)]
-struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+/// A string field: borrowed from the input when it has no escapes. Any other JSON type is kept
+/// as `WrongType` instead of failing the whole parse: the field may belong to another event type
+/// (and be ignored as unknown), and when it matters the error names it.
+enum Text<'a> {
+    Str(Cow<'a, str>),
+    WrongType,
+}
+
+/// A number field, lenient in the same way as [`Text`].
+enum Num {
+    Val(f64),
+    WrongType,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v)))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text::WrongType)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text::WrongType)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text::WrongType)
+            }
+            wrong_types!();
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Num::Val(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Num::Val(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Num::Val(v as f64))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Num::WrongType)
+            }
+            wrong_types!();
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Visitor methods that accept (and skip) every JSON type a field should not have.
+macro_rules! wrong_types {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Self::Value::WRONG)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(Self::Value::WRONG)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Self::Value::WRONG)
+        }
+    };
+}
+use wrong_types;
+
+impl Text<'_> {
+    const WRONG: Self = Text::WrongType;
+}
+
+impl Num {
+    const WRONG: Self = Num::WrongType;
+}
 
 #[derive(Deserialize)]
 struct Raw<'a> {
@@ -35,18 +137,18 @@ struct Raw<'a> {
     feature: Option<Text<'a>>,
     #[serde(borrow)]
     user_id: Option<Text<'a>>,
-    quantity: Option<f64>,
-    duration_seconds: Option<f64>,
+    quantity: Option<Num>,
+    duration_seconds: Option<Num>,
     #[serde(borrow)]
     ticket_id: Option<Text<'a>>,
     #[serde(borrow)]
     priority: Option<Text<'a>>,
-    rating: Option<f64>,
-    score: Option<f64>,
+    rating: Option<Num>,
+    score: Option<Num>,
     #[serde(borrow)]
     plan: Option<Text<'a>>,
-    mrr: Option<f64>,
-    seats: Option<f64>,
+    mrr: Option<Num>,
+    seats: Option<Num>,
     #[serde(borrow)]
     renewal_date: Option<Text<'a>>,
     #[serde(borrow)]
@@ -55,8 +157,8 @@ struct Raw<'a> {
     effective_date: Option<Text<'a>>,
     #[serde(borrow)]
     invoice_id: Option<Text<'a>>,
-    amount: Option<f64>,
-    days_overdue: Option<f64>,
+    amount: Option<Num>,
+    days_overdue: Option<Num>,
 }
 
 /// Parses and validates one event. `topic` is the source it arrived on, when known (Kafka); an
@@ -76,9 +178,9 @@ pub fn parse_value(value: &Value, topic: Option<Source>) -> Result<Event<'static
 }
 
 fn validate<'a>(raw: Raw<'a>, topic: Option<Source>) -> Result<Event<'a>, Rejection> {
-    let event_id = id("event_id", t(raw.event_id))?;
-    let customer_id = id("customer_id", t(raw.customer_id))?;
-    let kind_name = required("type", t(raw.kind))?;
+    let event_id = id("event_id", t("event_id", raw.event_id)?)?;
+    let customer_id = id("customer_id", t("customer_id", raw.customer_id)?)?;
+    let kind_name = required("type", t("type", raw.kind)?)?;
     let Some(source) = source_of_type(&kind_name) else {
         return Err(Rejection::new(
             RejectReason::UnknownType,
@@ -95,7 +197,7 @@ fn validate<'a>(raw: Raw<'a>, topic: Option<Source>) -> Result<Event<'a>, Reject
             ));
         }
     }
-    let ts_text = required("timestamp", t(raw.timestamp))?;
+    let ts_text = required("timestamp", t("timestamp", raw.timestamp)?)?;
     let timestamp = parse_rfc3339(&ts_text).ok_or_else(|| {
         Rejection::new(
             RejectReason::TimestampOutOfRange,
@@ -106,56 +208,62 @@ fn validate<'a>(raw: Raw<'a>, topic: Option<Source>) -> Result<Event<'a>, Reject
 
     let kind = match &*kind_name {
         "feature_used" => EventKind::FeatureUsed {
-            feature: id("feature", t(raw.feature))?,
-            user_id: optional_id("user_id", t(raw.user_id))?,
-            quantity: non_negative("quantity", raw.quantity)?.unwrap_or(1.0),
+            feature: id("feature", t("feature", raw.feature)?)?,
+            user_id: optional_id("user_id", t("user_id", raw.user_id)?)?,
+            quantity: non_negative("quantity", n("quantity", raw.quantity)?)?.unwrap_or(1.0),
         },
         "session" => EventKind::Session {
-            user_id: optional_id("user_id", t(raw.user_id))?,
-            duration_seconds: required("duration_seconds", non_negative("duration_seconds", raw.duration_seconds)?)?,
+            user_id: optional_id("user_id", t("user_id", raw.user_id)?)?,
+            duration_seconds: required(
+                "duration_seconds",
+                non_negative("duration_seconds", n("duration_seconds", raw.duration_seconds)?)?,
+            )?,
         },
         "ticket_opened" => {
-            let text = required("priority", t(raw.priority))?;
+            let text = required("priority", t("priority", raw.priority)?)?;
             let priority = Priority::parse(&text).ok_or_else(|| {
                 invalid(
                     Some("priority"),
                     format!("priority {:?} is not one of low, normal, high, urgent", truncate(&text)),
                 )
             })?;
-            EventKind::TicketOpened { ticket_id: id("ticket_id", t(raw.ticket_id))?, priority }
+            EventKind::TicketOpened { ticket_id: id("ticket_id", t("ticket_id", raw.ticket_id)?)?, priority }
         }
-        "ticket_resolved" => EventKind::TicketResolved { ticket_id: id("ticket_id", t(raw.ticket_id))? },
-        "ticket_reopened" => EventKind::TicketReopened { ticket_id: id("ticket_id", t(raw.ticket_id))? },
+        "ticket_resolved" => EventKind::TicketResolved { ticket_id: id("ticket_id", t("ticket_id", raw.ticket_id)?)? },
+        "ticket_reopened" => EventKind::TicketReopened { ticket_id: id("ticket_id", t("ticket_id", raw.ticket_id)?)? },
         "csat_response" => EventKind::CsatResponse {
             rating: required("rating", integer("rating", raw.rating, 1, 5)?)? as u8,
-            ticket_id: optional_id("ticket_id", t(raw.ticket_id))?,
+            ticket_id: optional_id("ticket_id", t("ticket_id", raw.ticket_id)?)?,
         },
         "nps_response" => {
             EventKind::NpsResponse { score: required("score", integer("score", raw.score, 0, 10)?)? as u8 }
         }
         "subscription_started" => EventKind::SubscriptionStarted {
-            plan: id("plan", t(raw.plan))?,
-            mrr: required("mrr", non_negative("mrr", raw.mrr)?)?,
-            seats: integer("seats", raw.seats, 0, u32::MAX as u64)?.map(|s| s as u32),
-            renewal_date: optional_date("renewal_date", t(raw.renewal_date))?,
+            plan: id("plan", t("plan", raw.plan)?)?,
+            mrr: required("mrr", non_negative("mrr", n("mrr", raw.mrr)?)?)?,
+            seats: integer("seats", raw.seats, 0, MAX_SAFE_INTEGER)?.map(saturate_u32),
+            renewal_date: optional_date("renewal_date", t("renewal_date", raw.renewal_date)?)?,
         },
         "subscription_changed" => EventKind::SubscriptionChanged {
-            plan: id("plan", t(raw.plan))?,
-            mrr: required("mrr", non_negative("mrr", raw.mrr)?)?,
-            seats: integer("seats", raw.seats, 0, u32::MAX as u64)?.map(|s| s as u32),
+            plan: id("plan", t("plan", raw.plan)?)?,
+            mrr: required("mrr", non_negative("mrr", n("mrr", raw.mrr)?)?)?,
+            seats: integer("seats", raw.seats, 0, MAX_SAFE_INTEGER)?.map(saturate_u32),
         },
         "subscription_renewed" => EventKind::SubscriptionRenewed {
-            renewal_date: required("renewal_date", optional_date("renewal_date", t(raw.renewal_date))?)?,
+            renewal_date: required(
+                "renewal_date",
+                optional_date("renewal_date", t("renewal_date", raw.renewal_date)?)?,
+            )?,
         },
         "subscription_cancelled" => EventKind::SubscriptionCancelled {
-            reason: t(raw.reason),
-            effective_date: optional_date("effective_date", t(raw.effective_date))?,
+            reason: t("reason", raw.reason)?,
+            effective_date: optional_date("effective_date", t("effective_date", raw.effective_date)?)?,
         },
         "invoice_paid" | "payment_failed" | "invoice_overdue" => {
             let invoice = Invoice {
-                invoice_id: id("invoice_id", t(raw.invoice_id))?,
-                amount: required("amount", non_negative("amount", raw.amount)?)?,
-                days_overdue: integer("days_overdue", raw.days_overdue, 0, u32::MAX as u64)?.map(|d| d as u32),
+                invoice_id: id("invoice_id", t("invoice_id", raw.invoice_id)?)?,
+                amount: required("amount", non_negative("amount", n("amount", raw.amount)?)?)?,
+                days_overdue: integer("days_overdue", raw.days_overdue, 0, MAX_SAFE_INTEGER)?.map(saturate_u32),
             };
             match &*kind_name {
                 "invoice_paid" => EventKind::InvoicePaid(invoice),
@@ -168,8 +276,22 @@ fn validate<'a>(raw: Raw<'a>, topic: Option<Source>) -> Result<Event<'a>, Reject
     Ok(Event { event_id, customer_id, timestamp, kind })
 }
 
-fn t(text: Option<Text<'_>>) -> Option<Cow<'_, str>> {
-    text.map(|Text(cow)| cow)
+/// A string field's value; an error naming the field if it is not a string.
+fn t<'a>(field: &'static str, text: Option<Text<'a>>) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match text {
+        None => Ok(None),
+        Some(Text::Str(s)) => Ok(Some(s)),
+        Some(Text::WrongType) => Err(invalid(Some(field), format!("{field} must be a string"))),
+    }
+}
+
+/// A number field's value; an error naming the field if it is not a number.
+fn n(field: &'static str, num: Option<Num>) -> Result<Option<f64>, Rejection> {
+    match num {
+        None => Ok(None),
+        Some(Num::Val(v)) => Ok(Some(v)),
+        Some(Num::WrongType) => Err(invalid(Some(field), format!("{field} must be a number"))),
+    }
 }
 
 fn required<T>(field: &'static str, value: Option<T>) -> Result<T, Rejection> {
@@ -215,8 +337,8 @@ fn non_negative(field: &'static str, value: Option<f64>) -> Result<Option<f64>, 
     }
 }
 
-fn integer(field: &'static str, value: Option<f64>, min: u64, max: u64) -> Result<Option<u64>, Rejection> {
-    match value {
+fn integer(field: &'static str, value: Option<Num>, min: u64, max: u64) -> Result<Option<u64>, Rejection> {
+    match n(field, value)? {
         Some(v) if v.fract() != 0.0 || v < min as f64 || v > max as f64 => {
             Err(invalid(Some(field), format!("{field} must be a whole number from {min} to {max}, got {v}")))
         }
@@ -248,50 +370,14 @@ fn truncate(s: &str) -> &str {
     }
 }
 
-/// The fields of [`Raw`] and the JSON type each must have, for error messages.
-const FIELD_TYPES: &[(&str, &str)] = &[
-    ("event_id", "string"),
-    ("customer_id", "string"),
-    ("timestamp", "string"),
-    ("type", "string"),
-    ("feature", "string"),
-    ("user_id", "string"),
-    ("quantity", "number"),
-    ("duration_seconds", "number"),
-    ("ticket_id", "string"),
-    ("priority", "string"),
-    ("rating", "number"),
-    ("score", "number"),
-    ("plan", "string"),
-    ("mrr", "number"),
-    ("seats", "number"),
-    ("renewal_date", "string"),
-    ("reason", "string"),
-    ("effective_date", "string"),
-    ("invoice_id", "string"),
-    ("amount", "number"),
-    ("days_overdue", "number"),
-];
-
-/// The slow path: serde refused the input; find out why in terms of the contract.
+/// The slow path: serde refused the input, which field-level problems never cause (see [`Text`]).
 fn diagnose(bytes: &[u8], err: &serde_json::Error) -> Rejection {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => return Rejection::new(RejectReason::NotJson, None, format!("not a JSON document: {e}")),
     };
-    let Value::Object(map) = &value else {
+    if !value.is_object() {
         return Rejection::new(RejectReason::NotAnObject, None, "an event must be a JSON object");
-    };
-    for &(field, expected) in FIELD_TYPES {
-        let ok = match map.get(field) {
-            None | Some(Value::Null) => true,
-            Some(Value::String(_)) => expected == "string",
-            Some(Value::Number(_)) => expected == "number",
-            Some(_) => false,
-        };
-        if !ok {
-            return invalid(Some(field), format!("{field} must be a {expected}"));
-        }
     }
     // Duplicate keys and the like: serde's own words are the best we have.
     invalid(None, format!("malformed event: {err}"))

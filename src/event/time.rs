@@ -16,6 +16,10 @@ const MAX_MS: Millis = 4_102_444_800_000;
 /// Parses an RFC 3339 date-time with an offset (`2026-11-25T13:53:06Z`, `...+01:00`).
 /// `None` when the text is not RFC 3339 or lies outside the accepted range.
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    // The `time` crate accepts any byte between date and time; RFC 3339 allows only T (or t).
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
     let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
     in_range((t.unix_timestamp_nanos() / 1_000_000) as Millis)
 }
