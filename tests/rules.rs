@@ -1,0 +1,144 @@
+//! Every built-in alert rule fires on the condition it names, carries its evidence and
+//! playbook, and respects its cooldown in event time.
+
+mod common;
+
+use common::*;
+use healthscore::engine::EngineConfig;
+use healthscore::event::{format_rfc3339, DAY_MS};
+use healthscore::score::Scorecard;
+use serde_json::json;
+
+/// A mature, healthy customer: subscribed 100 days before day 0, used well from day 0 to 100,
+/// renewal far away.
+fn healthy(h: &mut Harness, id: &str, users: u32, seats: u32) {
+    let start = at(-100.0);
+    let renewal = format_rfc3339(at(400.0));
+    h.send(id, start, "subscription_started", json!({"plan": "pro", "mrr": 1000, "seats": seats, "renewal_date": renewal}))
+        .unwrap();
+    h.use_product(id, 0, 100, users, &CORE);
+}
+
+#[test]
+fn payment_failed_fires_on_the_event_and_respects_its_cooldown() {
+    let mut h = Harness::new();
+    healthy(&mut h, "c", 8, 10);
+    h.send("c", at(100.0), "payment_failed", json!({"invoice_id": "i1", "amount": 250})).unwrap();
+    h.send("c", at(101.0), "payment_failed", json!({"invoice_id": "i1", "amount": 250})).unwrap();
+    let alerts = h.alerts("payment_failed");
+    assert_eq!(alerts.len(), 1, "second failure inside the 3-day cooldown is not re-alerted");
+    let a = &alerts[0];
+    assert_eq!(a["kind"], "risk");
+    assert_eq!(a["evidence"]["amount"], 250.0);
+    assert!(a["playbook"].as_str().unwrap().contains("payment method"));
+    assert_eq!(a["dedupe_key"], "c/payment_failed");
+    h.send("c", at(104.0), "payment_failed", json!({"invoice_id": "i2", "amount": 250})).unwrap();
+    let alerts = h.alerts("payment_failed");
+    assert_eq!(alerts.len(), 2, "after the cooldown it fires again");
+    assert_eq!(alerts[1]["severity"], "high", "repeated failures raise the severity");
+}
+
+#[test]
+fn gone_quiet_fires_once_per_cooldown() {
+    let mut h = Harness::new();
+    healthy(&mut h, "c", 8, 10);
+    h.advance(at(150.0));
+    let alerts = h.alerts("gone_quiet");
+    assert_eq!(alerts.len(), 2, "day ~14 of silence, then again 30 days later: {alerts:#?}");
+}
+
+#[test]
+fn band_downgrade_and_sharp_drop_fire_when_health_falls() {
+    let mut h = Harness::new();
+    healthy(&mut h, "c", 8, 10);
+    // Everything goes wrong at once.
+    for i in 0..3 {
+        h.send("c", at(100.0), "ticket_opened", json!({"ticket_id": format!("t{i}"), "priority": "urgent"})).unwrap();
+        h.send("c", at(100.1), "payment_failed", json!({"invoice_id": format!("i{i}"), "amount": 10})).unwrap();
+        h.send("c", at(100.1), "invoice_overdue", json!({"invoice_id": format!("i{i}"), "amount": 10})).unwrap();
+    }
+    h.send("c", at(100.2), "nps_response", json!({"score": 0})).unwrap();
+    let drops: Vec<_> =
+        h.alerts("sharp_drop").into_iter().filter(|a| a["timestamp"].as_str().unwrap() >= "2026-04-15").collect();
+    assert_eq!(drops.len(), 1, "support and billing trouble alone drop the score sharply");
+    assert!(drops[0]["evidence"]["drop"].as_f64().unwrap() >= 15.0);
+    h.advance(at(115.0)); // and the customer stops using the product
+    let downgrades: Vec<_> =
+        h.alerts("band_downgrade").into_iter().filter(|a| a["timestamp"].as_str().unwrap() >= "2026-04-15").collect();
+    assert!(!downgrades.is_empty(), "green → worse raises band_downgrade");
+    assert_eq!(downgrades[0]["evidence"]["previous_band"], "green");
+    assert_ne!(h.last_score("c")["band"], "green");
+    h.advance(at(130.0));
+    assert_eq!(h.last_score("c")["band"], "red");
+}
+
+#[test]
+fn urgent_ticket_while_usage_collapses() {
+    let mut h = Harness::new();
+    healthy(&mut h, "c", 8, 10);
+    h.use_product("c", 100, 110, 1, &["reports"]); // usage collapses to one user, one feature
+    h.send("c", at(110.5), "ticket_opened", json!({"ticket_id": "t1", "priority": "urgent"})).unwrap();
+    let a = h.alerts("urgent_ticket_usage_collapse");
+    assert_eq!(a.len(), 1, "{:#?}", h.json().iter().filter(|o| o["type"] == "alert").collect::<Vec<_>>());
+    assert_eq!(a[0]["severity"], "critical");
+    assert!(a[0]["evidence"]["usage_trend_7d_pct"].as_f64().unwrap() <= -50.0);
+    // A normal-priority ticket alone does not fire it.
+    let mut calm = Harness::new();
+    healthy(&mut calm, "c", 8, 10);
+    calm.use_product("c", 100, 110, 1, &["reports"]);
+    calm.send("c", at(110.5), "ticket_opened", json!({"ticket_id": "t1", "priority": "normal"})).unwrap();
+    assert!(calm.alerts("urgent_ticket_usage_collapse").is_empty());
+}
+
+#[test]
+fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
+    let mut h = Harness::new();
+    let renewal = format_rfc3339(at(60.0));
+    h.send("c", at(-100.0), "subscription_started", json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}))
+        .unwrap();
+    h.use_product("c", 0, 40, 2, &["reports"]); // weak usage: 2 of 20 seats, one feature
+    let a = h.alerts("renewal_at_risk");
+    assert!(!a.is_empty());
+    assert!(a[0]["evidence"]["days_to_renewal"].as_f64().unwrap() <= 90.0);
+    assert_ne!(a[0]["band"], "green");
+    assert_eq!(h.scores("c").last().unwrap()["stage"], "renewal");
+    // A healthy customer near renewal gets no such alert.
+    let mut ok = Harness::new();
+    ok.send("c", at(-100.0), "subscription_started", json!({"plan": "pro", "mrr": 500, "seats": 10, "renewal_date": renewal}))
+        .unwrap();
+    ok.use_product("c", 0, 40, 9, &CORE);
+    let late: Vec<_> = ok.alerts("renewal_at_risk").into_iter().filter(|a| a["timestamp"].as_str().unwrap() > "2026-01-20").collect();
+    assert!(late.is_empty(), "{late:#?}");
+}
+
+#[test]
+fn opportunities_expansion_ready_and_advocate_candidate() {
+    let mut h = Harness::new();
+    healthy(&mut h, "c", 10, 10); // every seat in use
+    let exp = h.alerts("expansion_ready");
+    assert!(!exp.is_empty());
+    assert_eq!(exp[0]["kind"], "opportunity");
+    assert!(exp[0]["evidence"]["seat_utilisation_pct"].as_f64().unwrap() >= 90.0);
+    let n = exp.len();
+    assert!(n <= 4, "30-day cooldown over 100 days: {n}");
+    h.send("c", at(100.0), "nps_response", json!({"score": 10})).unwrap();
+    let adv = h.alerts("advocate_candidate");
+    assert_eq!(adv.len(), 1);
+    assert_eq!(adv[0]["evidence"]["last_nps"], 10.0);
+}
+
+#[test]
+fn rules_can_be_switched_off_and_retuned_in_the_scorecard() {
+    let text = healthscore::score::DEFAULT_SCORECARD.to_string()
+        + "\n[rules.payment_failed]\nenabled = false\n[rules.gone_quiet]\ndays = 30\nplaybook = \"Call them.\"\n";
+    let sc = Scorecard::from_toml(&text, "test").unwrap();
+    let mut h = Harness::with(sc, EngineConfig { allowed_lateness_secs: 0, ..Default::default() });
+    healthy(&mut h, "c", 8, 10);
+    h.send("c", at(100.0), "payment_failed", json!({"invoice_id": "i1", "amount": 250})).unwrap();
+    assert!(h.alerts("payment_failed").is_empty());
+    h.advance(at(100.0) + 40 * DAY_MS);
+    let q = h.alerts("gone_quiet");
+    assert_eq!(q.len(), 1);
+    assert!(q[0]["evidence"]["days_since_last_activity"].as_f64().unwrap() >= 30.0);
+    assert_eq!(q[0]["playbook"], "Call them.");
+}
