@@ -1,1 +1,208 @@
+use proptest::prelude::*;
 
+use super::*;
+
+fn card(extra: &str) -> Result<Scorecard, ScorecardError> {
+    Scorecard::from_toml(&format!("version = \"t\"\n{extra}"), "test")
+}
+
+fn signals(values: &[(Signal, f64)]) -> Signals {
+    let mut s = Signals::default();
+    for (sig, v) in values {
+        s.set(*sig, Some(*v));
+    }
+    s
+}
+
+const TWO: &str = r#"
+[[component]]
+name = "use"
+signal = "active_days_30d"
+weight = 3
+bad = 0
+good = 20
+
+[[component]]
+name = "csat"
+signal = "csat_avg_90d"
+weight = 1
+bad = 1
+good = 5
+"#;
+
+#[test]
+fn missing_data_is_skipped_and_the_rest_renormalised() {
+    let sc = card(TWO).unwrap();
+    let mut parts = Vec::new();
+    let score = sc.score(&signals(&[(Signal::ActiveDays30d, 10.0)]), Stage::Mature, 0, &mut parts);
+    assert_eq!(score, 50.0, "csat skipped: the score is the usage component alone");
+    assert_eq!(parts[1].points, None);
+    assert_eq!(parts[1].weight, 0.0);
+    assert_eq!(parts[0].weight, 1.0);
+    let score = sc.score(&signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 5.0)]), Stage::Mature, 0, &mut parts);
+    assert_eq!(score, 0.75 * 50.0 + 0.25 * 100.0);
+    let total: f64 = parts.iter().map(|p| p.contribution).sum();
+    assert!((total - score).abs() < 1e-9);
+}
+
+#[test]
+fn missing_data_can_score_neutral_points() {
+    let sc = card(&TWO.replace("good = 5\n", "good = 5\nmissing = 60\n")).unwrap();
+    let mut parts = Vec::new();
+    let score = sc.score(&signals(&[(Signal::ActiveDays30d, 10.0)]), Stage::Mature, 0, &mut parts);
+    assert_eq!(score, 0.75 * 50.0 + 0.25 * 60.0);
+}
+
+#[test]
+fn stages_and_segments_override_weights_and_bounds() {
+    let sc = card(&format!(
+        "{TWO}
+[stage.onboarding.component.use]
+good = 10
+[[segment]]
+name = \"big\"
+plans = [\"Enterprise\"]
+[segment.component.csat]
+weight = 3
+"
+    ))
+    .unwrap();
+    let s = signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 1.0)]);
+    let mut parts = Vec::new();
+    assert_eq!(sc.score(&s, Stage::Mature, 0, &mut parts), 37.5);
+    assert_eq!(sc.score(&s, Stage::Onboarding, 0, &mut parts), 75.0, "onboarding: 10 active days is full marks");
+    let big = sc.segment_of(Some("enterprise"));
+    assert_eq!(&*sc.segments[big as usize].name, "big", "plans match case-insensitively");
+    assert_eq!(sc.score(&s, Stage::Mature, big, &mut parts), 25.0, "csat weighs as much as usage");
+    assert_eq!(sc.score(&s, Stage::Onboarding, big, &mut parts), 50.0, "both overrides apply");
+    assert_eq!(sc.segment_of(Some("unknown-plan")), 0);
+    assert_eq!(sc.segment_of(None), 0);
+}
+
+#[test]
+fn stage_follows_tenure_then_renewal() {
+    let sc = Scorecard::default_scorecard();
+    let stage = |tenure: f64, renewal: Option<f64>| {
+        let mut s = signals(&[(Signal::TenureDays, tenure)]);
+        s.set(Signal::DaysToRenewal, renewal);
+        sc.stage_of(&s)
+    };
+    assert_eq!(stage(10.0, Some(20.0)), Stage::Onboarding);
+    assert_eq!(stage(200.0, Some(20.0)), Stage::Renewal);
+    assert_eq!(stage(200.0, Some(200.0)), Stage::Mature);
+    assert_eq!(stage(200.0, Some(-3.0)), Stage::Mature, "a passed renewal date is not a renewal window");
+    assert_eq!(stage(200.0, None), Stage::Mature);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let err = Scorecard::from_toml(
+        r#"
+version = ""
+[bands]
+red_below = 80
+green_from = 70
+[[component]]
+name = "a"
+signal = "no_such_signal"
+weight = -1
+bad = 1
+good = 1
+[[component]]
+name = "a"
+signal = "last_nps"
+weight = 1
+steps = [{ at = 5, points = 10 }, { at = 2, points = 200 }]
+[stage.teenage.component.a]
+weight = 1
+[[segment]]
+name = "s"
+plans = ["pro"]
+[segment.component.nope]
+weight = 2
+[rules.gone_quiet]
+cooldown_days = 0
+threshold = 3
+"#,
+        "bad.toml",
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.issues.iter().map(|i| i.key.as_str()).collect();
+    for expected in [
+        "version",
+        "bands",
+        "component[0] (a).signal",
+        "component[0] (a).weight",
+        "component[0] (a).curve",
+        "component[1] (a).name",
+        "component[1] (a).curve.steps[1]",
+        "stage.teenage",
+        "segment[0].component.nope",
+        "rules.gone_quiet.cooldown_days",
+        "rules.gone_quiet.threshold",
+    ] {
+        assert!(keys.contains(&expected), "no issue for {expected}; got {keys:#?}");
+    }
+    let text = err.to_string();
+    assert!(text.starts_with("invalid scorecard bad.toml"), "{text}");
+    assert!(text.contains("known signals: active_days_7d"), "unknown signals list the known ones: {text}");
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_line() {
+    let err = card(&format!("{TWO}\n[bands]\nred_bellow = 30\n")).unwrap_err();
+    assert_eq!(err.issues.len(), 1);
+    assert!(err.issues[0].reason.contains("red_bellow"), "{err}");
+    assert!(err.issues[0].key.starts_with("line "), "{err}");
+}
+
+#[test]
+fn the_default_scorecard_weighs_usage_most() {
+    let sc = Scorecard::default_scorecard();
+    let comps = sc.components(Stage::Mature, 0);
+    let total: f64 = comps.iter().map(|c| c.weight).sum();
+    let usage: f64 = comps
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.signal,
+                Signal::ActiveDays30d
+                    | Signal::UsageTrendPct
+                    | Signal::DaysSinceLastActivity
+                    | Signal::SeatUtilisationPct
+                    | Signal::CoreFeatureAdoptionPct
+                    | Signal::FeatureBreadth30d
+            )
+        })
+        .map(|c| c.weight)
+        .sum();
+    assert!(usage / total >= 0.5, "usage is {:.0}% of the weight", 100.0 * usage / total);
+}
+
+fn any_signals() -> impl Strategy<Value = Signals> {
+    prop::collection::vec(prop::option::of(-1e4f64..1e4), SIGNAL_COUNT).prop_map(|v| {
+        let mut s = Signals::default();
+        for (i, x) in v.into_iter().enumerate() {
+            s.0[i] = x;
+        }
+        s
+    })
+}
+
+use crate::signal::SIGNAL_COUNT;
+
+proptest! {
+    /// Whatever the signals, stage and segment, the score is 0–100 and equals the sum of the
+    /// contributions, and the applied weights sum to 1.
+    #[test]
+    fn score_is_bounded_and_explained(s in any_signals(), stage in 0usize..3, segment in 0u8..3) {
+        let sc = Scorecard::default_scorecard();
+        let mut parts = Vec::new();
+        let score = sc.score(&s, Stage::ALL[stage], segment, &mut parts);
+        prop_assert!((0.0..=100.0).contains(&score));
+        let sum: f64 = parts.iter().map(|p| p.contribution).sum();
+        prop_assert!((sum - score).abs() < 1e-6);
+        let w: f64 = parts.iter().map(|p| p.weight).sum();
+        prop_assert!((w - 1.0).abs() < 1e-9 || w == 0.0);
+    }
+}
