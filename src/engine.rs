@@ -76,7 +76,9 @@ pub struct EngineStats {
     pub evicted: u64,
 }
 
-/// The scoring engine for one partition of customers.
+/// The scoring engine for one partition of customers. `Clone` gives a consistent copy of the
+/// whole state (for snapshots taken off the processing path, and for benchmarks).
+#[derive(Clone)]
 pub struct Engine {
     config: EngineConfig,
     scorecard: Arc<Scorecard>,

@@ -11,7 +11,7 @@ use crate::hash::hash64;
 
 /// Customers by id. A slab of customers plus a hash table of slot numbers: the id is stored once
 /// (in the customer) and the index costs 4 bytes and a control byte per customer.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Store {
     index: HashTable<u32>,
     slots: Vec<Option<Customer>>,
@@ -84,7 +84,7 @@ impl Store {
 /// timer; an entry whose customer has gone or been rescheduled is skipped when popped (lazy
 /// deletion), so rescheduling costs a push, not a search. Ties break on the customer id's hash,
 /// never on slot numbers, so the order of outputs does not depend on how slots were reused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Timers {
     heap: BinaryHeap<Reverse<(Millis, u64, u32)>>,
 }

@@ -1,0 +1,103 @@
+//! Throughput of the engine's hot path, with a reference measured in the same run.
+//!
+//! - `reference/serde_json_typed`: plain serde_json into a small typed borrowing struct, the
+//!   yardstick for JSON parsing on this machine.
+//! - `parse`: our parse + validation into an `Event`.
+//! - `parse_apply_score`: parse, window update, score, rules and outputs, over 100,000 customers
+//!   (the target: 1,000,000 events/s on one core).
+//!
+//! Events are the built-in generator's realistic mix (mostly product usage, a few percent support
+//! and billing, a little bad input). Run with `cargo bench --bench engine` (or `make bench`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use serde::Deserialize;
+
+use healthscore::engine::{Engine, EngineConfig};
+use healthscore::event::parse;
+use healthscore::generate::{GenConfig, Generator};
+use healthscore::score::Scorecard;
+
+const EVENTS: usize = 500_000;
+
+fn events(customers: u32) -> Vec<Vec<u8>> {
+    let cfg = GenConfig { customers, days: 120, ..GenConfig::default() };
+    let all: Vec<Vec<u8>> = Generator::new(cfg).map(|e| e.json.into_bytes()).collect();
+    // The last EVENTS events: customers have history by then, as in a running service.
+    all[all.len().saturating_sub(EVENTS)..].to_vec()
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct Reference<'a> {
+    event_id: &'a str,
+    customer_id: &'a str,
+    timestamp: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    feature: Option<&'a str>,
+    user_id: Option<&'a str>,
+    duration_seconds: Option<f64>,
+}
+
+fn bench(c: &mut Criterion) {
+    let sample = events(2_000);
+    let mut g = c.benchmark_group("hot_path");
+    g.throughput(Throughput::Elements(sample.len() as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.bench_function("reference/serde_json_typed", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            for e in &sample {
+                ok += serde_json::from_slice::<Reference<'_>>(e).is_ok() as usize;
+            }
+            ok
+        })
+    });
+    g.bench_function("parse", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            for e in &sample {
+                ok += parse(e, None).is_ok() as usize;
+            }
+            ok
+        })
+    });
+    g.finish();
+
+    // 100,000 customers: warm the engine with the history, then measure the latest events.
+    let cfg = GenConfig { customers: 100_000, days: 100, ..GenConfig::default() };
+    let history: Vec<Vec<u8>> = Generator::new(cfg).map(|e| e.json.into_bytes()).collect();
+    let split = history.len().saturating_sub(EVENTS);
+    let (warm, measured) = history.split_at(split);
+    let scorecard = Arc::new(Scorecard::default_scorecard());
+    let mut base = Engine::new(scorecard.clone(), EngineConfig::default());
+    let mut out = Vec::new();
+    for e in warm {
+        let _ = base.apply_bytes(e, None, &mut out);
+        out.clear();
+    }
+    eprintln!("warm engine: {} customers, {} warm-up events, {} measured", base.customer_count(), warm.len(), measured.len());
+    let mut g = c.benchmark_group("engine_100k_customers");
+    g.throughput(Throughput::Elements(measured.len() as u64));
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
+    g.bench_function("parse_apply_score", |b| {
+        b.iter_batched_ref(
+            || base.clone(),
+            |engine| {
+                let mut out = Vec::with_capacity(1024);
+                for e in measured {
+                    let _ = engine.apply_bytes(e, None, &mut out);
+                    out.clear();
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
