@@ -79,7 +79,12 @@ fn bench(c: &mut Criterion) {
         let _ = base.apply_bytes(e, None, &mut out);
         out.clear();
     }
-    eprintln!("warm engine: {} customers, {} warm-up events, {} measured", base.customer_count(), warm.len(), measured.len());
+    eprintln!(
+        "warm engine: {} customers, {} warm-up events, {} measured",
+        base.customer_count(),
+        warm.len(),
+        measured.len()
+    );
     let mut g = c.benchmark_group("engine_100k_customers");
     g.throughput(Throughput::Elements(measured.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(10));

@@ -78,27 +78,75 @@ fn main() {
             let u = (c + day as usize) % 8;
             if day == 80 {
                 let renewal = Some(T0 + 200 * DAY_MS);
-                apply(&mut engine, c, t, EventKind::SubscriptionStarted { plan: "pro".into(), mrr: 900.0, seats: Some(10), renewal_date: renewal });
+                apply(
+                    &mut engine,
+                    c,
+                    t,
+                    EventKind::SubscriptionStarted {
+                        plan: "pro".into(),
+                        mrr: 900.0,
+                        seats: Some(10),
+                        renewal_date: renewal,
+                    },
+                );
             }
-            apply(&mut engine, c, t + 1, EventKind::FeatureUsed { feature: features[(c + day as usize) % 6].into(), user_id: Some(users[u].as_str().into()), quantity: 1.0 });
-            apply(&mut engine, c, t + 2, EventKind::Session { user_id: Some(users[(u + 3) % 8].as_str().into()), duration_seconds: 1500.0 });
+            apply(
+                &mut engine,
+                c,
+                t + 1,
+                EventKind::FeatureUsed {
+                    feature: features[(c + day as usize) % 6].into(),
+                    user_id: Some(users[u].as_str().into()),
+                    quantity: 1.0,
+                },
+            );
+            apply(
+                &mut engine,
+                c,
+                t + 2,
+                EventKind::Session { user_id: Some(users[(u + 3) % 8].as_str().into()), duration_seconds: 1500.0 },
+            );
             if day == 85 {
-                apply(&mut engine, c, t + 3, EventKind::TicketOpened { ticket_id: "t1".into(), priority: Priority::High });
+                apply(
+                    &mut engine,
+                    c,
+                    t + 3,
+                    EventKind::TicketOpened { ticket_id: "t1".into(), priority: Priority::High },
+                );
                 apply(&mut engine, c, t + 4, EventKind::NpsResponse { score: 8 });
             }
             if day == 87 {
                 apply(&mut engine, c, t + 3, EventKind::TicketResolved { ticket_id: "t1".into() });
                 apply(&mut engine, c, t + 4, EventKind::CsatResponse { rating: 4, ticket_id: None });
-                apply(&mut engine, c, t + 5, EventKind::PaymentFailed(Invoice { invoice_id: "i1".into(), amount: 900.0, days_overdue: None }));
+                apply(
+                    &mut engine,
+                    c,
+                    t + 5,
+                    EventKind::PaymentFailed(Invoice { invoice_id: "i1".into(), amount: 900.0, days_overdue: None }),
+                );
             }
         }
     }
     for day in [5i64, 20, 35, 50, 65] {
         for c in 0..n {
             let t = T0 + day * DAY_MS + 3_600_000;
-            apply(&mut engine, c, t, EventKind::FeatureUsed { feature: features[(c + 2) % 6].into(), user_id: Some(users[c % 8].as_str().into()), quantity: 1.0 });
+            apply(
+                &mut engine,
+                c,
+                t,
+                EventKind::FeatureUsed {
+                    feature: features[(c + 2) % 6].into(),
+                    user_id: Some(users[c % 8].as_str().into()),
+                    quantity: 1.0,
+                },
+            );
             if day == 20 {
-                apply(&mut engine, c, t + 1, EventKind::TicketOpened { ticket_id: "t0".into(), priority: Priority::Normal });
+                apply(
+                    &mut engine,
+                    c,
+                    t + 1,
+                    EventKind::TicketOpened { ticket_id: "t0".into(), priority: Priority::Normal },
+                );
             }
         }
     }

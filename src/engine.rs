@@ -31,11 +31,17 @@ pub struct EngineConfig {
     /// A customer with no event for this many days is scored a last time and evicted. Must
     /// exceed the longest window (90 days) so silence is scored before it is forgotten.
     pub retention_days: u32,
+    /// A usage event that changes nothing the score reads in steps (a new active day, user or
+    /// feature) re-scores its customer only if the last score is at least this many seconds of
+    /// event time old. Usage arrives in bursts of dozens of events per customer, each moving the
+    /// score by a hair; this keeps the work per event small without delaying any step change.
+    /// 0 re-scores on every event.
+    pub usage_rescore_secs: u32,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { allowed_lateness_secs: 3600, retention_days: 120 }
+        EngineConfig { allowed_lateness_secs: 3600, retention_days: 120, usage_rescore_secs: 900 }
     }
 }
 
@@ -183,14 +189,14 @@ impl Engine {
             }
         };
         let customer = self.store.get_mut(slot).expect("slot just found");
-        if (customer.usage.head() as i64 - day_of(ts) as i64) >= HISTORY_DAYS as i64 {
+        if customer.too_late(ts) {
             return Err(self.too_late(ts));
         }
         if !customer.remember_id(&event.event_id) {
             self.stats.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
-        customer.apply(event);
+        let step = customer.apply(event);
         if matches!(event.kind, EventKind::SubscriptionStarted { .. } | EventKind::SubscriptionChanged { .. }) {
             customer.segment = self.scorecard.segment_of(customer.plan.as_deref());
         }
@@ -200,7 +206,10 @@ impl Engine {
             _ => None,
         };
         let now = ts.max(customer.score.last_eval);
-        self.evaluate(slot, now, Trigger::Event { type_name: event.kind.type_name(), amount }, out);
+        let rescore_after = self.config.usage_rescore_secs as Millis * 1000;
+        if step || now - customer.score.last_eval >= rescore_after {
+            self.evaluate(slot, now, Trigger::Event { type_name: event.kind.type_name(), amount }, out);
+        }
         Ok(Outcome::Applied)
     }
 
@@ -243,7 +252,9 @@ impl Engine {
             if c.id_hash != hash || c.next_due != due {
                 continue; // stale entry: the customer left, or its slot was reused
             }
-            c.prune(day_of(due));
+            if day_of(due) % 7 == 0 {
+                c.prune(day_of(due)); // weekly is enough: windows never read what has aged out
+            }
             let last = c.cancel_at.is_some_and(|at| at <= due) || due - c.last_event >= retention;
             let now = due.max(c.score.last_eval);
             self.evaluate(slot, now, if last { Trigger::Final } else { Trigger::Timer }, out);

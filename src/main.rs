@@ -43,6 +43,10 @@ enum Command {
         /// Evict customers silent for this many days.
         #[arg(long, default_value_t = EngineConfig::default().retention_days)]
         retention_days: u32,
+        /// Re-score a customer on plain usage at most once per this many seconds of event time
+        /// (0: on every event).
+        #[arg(long, default_value_t = EngineConfig::default().usage_rescore_secs)]
+        usage_rescore_secs: u32,
         /// Print no summary.
         #[arg(long, short)]
         quiet: bool,
@@ -71,9 +75,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay { input, output, dead_letters, scorecard, lateness_secs, retention_days, quiet } => {
+        Command::Replay {
+            input,
+            output,
+            dead_letters,
+            scorecard,
+            lateness_secs,
+            retention_days,
+            usage_rescore_secs,
+            quiet,
+        } => {
             let scorecard = load_scorecard(scorecard.as_ref())?;
-            let config = EngineConfig { allowed_lateness_secs: lateness_secs, retention_days };
+            let config = EngineConfig { allowed_lateness_secs: lateness_secs, retention_days, usage_rescore_secs };
             let issues = config.validate();
             if !issues.is_empty() {
                 let lines: Vec<String> = issues.iter().map(|(k, r)| format!("  {k}: {r}")).collect();

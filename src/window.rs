@@ -79,6 +79,14 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
         acc
     }
 
+    /// Calls `f(day, bucket)` for days `from..=to` that the ring holds, oldest first.
+    pub fn for_each_in(&self, from: Day, to: Day, mut f: impl FnMut(Day, &T)) {
+        let oldest = (self.head + 1).saturating_sub(N as Day);
+        for d in from.max(oldest)..=to.min(self.head) {
+            f(d, &self.buckets[d as usize % N]);
+        }
+    }
+
     /// The buckets of the whole ring, oldest first, with their days (for snapshots and tests).
     pub fn iter(&self) -> impl Iterator<Item = (Day, &T)> + '_ {
         let oldest = (self.head + 1).saturating_sub(N as Day);
@@ -94,25 +102,32 @@ pub struct RecencySet {
 }
 
 impl RecencySet {
-    /// Records `key` as seen on `day`.
-    pub fn touch(&mut self, key: u32, day: Day, cap: usize) {
+    /// Records `key` as seen on `day`; returns the day it was last seen before, if it was.
+    pub fn touch(&mut self, key: u32, day: Day, cap: usize) -> Option<Day> {
         if let Some(entry) = self.entries.iter_mut().find(|(k, _)| *k == key) {
+            let before = entry.1;
             entry.1 = entry.1.max(day);
-            return;
+            return Some(before);
         }
         if self.entries.len() >= cap {
-            let Some((oldest, _)) = self.entries.iter().enumerate().min_by_key(|(_, (_, d))| *d) else { return };
+            let Some((oldest, _)) = self.entries.iter().enumerate().min_by_key(|(_, (_, d))| *d) else { return None };
             if self.entries[oldest].1 > day {
-                return; // older than everything we keep: it cannot change any window
+                return Some(day); // older than everything we keep: it cannot change any window
             }
             self.entries.swap_remove(oldest);
         }
         self.entries.push((key, day));
+        None
     }
 
     /// How many distinct keys were seen on or after `since`.
     pub fn count_since(&self, since: Day) -> u32 {
         self.entries.iter().filter(|(_, d)| *d >= since).count() as u32
+    }
+
+    /// The (key, last day seen) entries, in no particular order.
+    pub fn entries(&self) -> &[(u32, Day)] {
+        &self.entries
     }
 
     /// Whether `key` was seen on or after `since`.

@@ -84,7 +84,10 @@ fn events_older_than_the_longest_window_are_too_late() {
     // Late but inside the window: applied.
     assert_eq!(h.send("c", at(20.0), "session", json!({"duration_seconds": 60})), Ok(Outcome::Applied));
     // Too late for a new customer too: windows are relative to stream time.
-    assert_eq!(h.send("new", at(1.0), "session", json!({"duration_seconds": 1})).unwrap_err().reason, RejectReason::TooLate);
+    assert_eq!(
+        h.send("new", at(1.0), "session", json!({"duration_seconds": 1})).unwrap_err().reason,
+        RejectReason::TooLate
+    );
     assert_eq!(h.engine.stats().rejected[RejectReason::TooLate as usize], 2);
 }
 
@@ -101,7 +104,10 @@ fn bad_input_is_rejected_with_a_reason_and_the_engine_keeps_going() {
 
 #[test]
 fn lateness_holds_timers_until_stream_time_passes_them() {
-    let mut h = Harness::with(Scorecard::default_scorecard(), EngineConfig { allowed_lateness_secs: 6 * 3600, ..Default::default() });
+    let mut h = Harness::with(
+        Scorecard::default_scorecard(),
+        EngineConfig { allowed_lateness_secs: 6 * 3600, ..Default::default() },
+    );
     h.send("a", at(0.0), "session", json!({"duration_seconds": 60})).unwrap();
     let base = h.engine.stats().evaluations;
     h.send("b", at(1.1), "session", json!({"duration_seconds": 60})).unwrap();
@@ -118,7 +124,8 @@ fn cancelled_customers_are_scored_a_last_time_and_evicted() {
     let mut h = Harness::new();
     h.subscribe("gone", at(0.0), "pro", 5);
     h.use_product("gone", 0, 30, 3, &CORE);
-    h.send("gone", at(30.0), "subscription_cancelled", json!({"reason": "budget", "effective_date": "2026-02-20"})).unwrap();
+    h.send("gone", at(30.0), "subscription_cancelled", json!({"reason": "budget", "effective_date": "2026-02-20"}))
+        .unwrap();
     h.advance(at(40.0));
     assert!(h.engine.customer("gone").is_some(), "kept until the cancellation takes effect");
     h.advance(at(48.0));
@@ -177,7 +184,8 @@ fn the_seven_day_trend_compares_with_the_score_a_week_ago() {
     h.subscribe("c", at(0.0), "pro", 10);
     h.use_product("c", 0, 100, 8, &CORE);
     h.advance(at(125.0));
-    let drops: Vec<_> = h.scores("c").into_iter().filter(|s| s["trend_7d"].as_f64().is_some_and(|t| t < -5.0)).collect();
+    let drops: Vec<_> =
+        h.scores("c").into_iter().filter(|s| s["trend_7d"].as_f64().is_some_and(|t| t < -5.0)).collect();
     assert!(!drops.is_empty(), "a silent week shows as a negative 7-day trend");
 }
 

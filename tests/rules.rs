@@ -14,8 +14,13 @@ use serde_json::json;
 fn healthy(h: &mut Harness, id: &str, users: u32, seats: u32) {
     let start = at(-100.0);
     let renewal = format_rfc3339(at(400.0));
-    h.send(id, start, "subscription_started", json!({"plan": "pro", "mrr": 1000, "seats": seats, "renewal_date": renewal}))
-        .unwrap();
+    h.send(
+        id,
+        start,
+        "subscription_started",
+        json!({"plan": "pro", "mrr": 1000, "seats": seats, "renewal_date": renewal}),
+    )
+    .unwrap();
     h.use_product(id, 0, 100, users, &CORE);
 }
 
@@ -94,8 +99,13 @@ fn urgent_ticket_while_usage_collapses() {
 fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
     let mut h = Harness::new();
     let renewal = format_rfc3339(at(60.0));
-    h.send("c", at(-100.0), "subscription_started", json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}))
-        .unwrap();
+    h.send(
+        "c",
+        at(-100.0),
+        "subscription_started",
+        json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}),
+    )
+    .unwrap();
     h.use_product("c", 0, 40, 2, &["reports"]); // weak usage: 2 of 20 seats, one feature
     let a = h.alerts("renewal_at_risk");
     assert!(!a.is_empty());
@@ -104,10 +114,16 @@ fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
     assert_eq!(h.scores("c").last().unwrap()["stage"], "renewal");
     // A healthy customer near renewal gets no such alert.
     let mut ok = Harness::new();
-    ok.send("c", at(-100.0), "subscription_started", json!({"plan": "pro", "mrr": 500, "seats": 10, "renewal_date": renewal}))
-        .unwrap();
+    ok.send(
+        "c",
+        at(-100.0),
+        "subscription_started",
+        json!({"plan": "pro", "mrr": 500, "seats": 10, "renewal_date": renewal}),
+    )
+    .unwrap();
     ok.use_product("c", 0, 40, 9, &CORE);
-    let late: Vec<_> = ok.alerts("renewal_at_risk").into_iter().filter(|a| a["timestamp"].as_str().unwrap() > "2026-01-20").collect();
+    let late: Vec<_> =
+        ok.alerts("renewal_at_risk").into_iter().filter(|a| a["timestamp"].as_str().unwrap() > "2026-01-20").collect();
     assert!(late.is_empty(), "{late:#?}");
 }
 

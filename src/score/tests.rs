@@ -39,7 +39,8 @@ fn missing_data_is_skipped_and_the_rest_renormalised() {
     assert_eq!(parts[1].points, None);
     assert_eq!(parts[1].weight, 0.0);
     assert_eq!(parts[0].weight, 1.0);
-    let score = sc.score(&signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 5.0)]), Stage::Mature, 0, &mut parts);
+    let score =
+        sc.score(&signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 5.0)]), Stage::Mature, 0, &mut parts);
     assert_eq!(score, 0.75 * 50.0 + 0.25 * 100.0);
     let total: f64 = parts.iter().map(|p| p.contribution).sum();
     assert!((total - score).abs() < 1e-9);

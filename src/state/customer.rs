@@ -165,23 +165,28 @@ impl Customer {
         true
     }
 
-    /// Applies an event to the windows and facts. Returns `false` when the event's day has left
-    /// the customer's usage window (too late to count).
+    /// Whether an event at `ts` is older than this customer's windows (too late to count).
+    pub fn too_late(&self, ts: Millis) -> bool {
+        (self.usage.head() as i64 - day_of(ts) as i64) >= HISTORY_DAYS as i64
+    }
+
+    /// Applies an event to the windows and facts. Returns whether it changed something the score
+    /// reads in steps: every support and billing event does; a usage event does when it starts
+    /// an active day or brings a user or feature not seen in 30 days. The engine re-scores on
+    /// those at once and batches the rest (more of the same usage) in event time.
     pub fn apply(&mut self, event: &Event<'_>) -> bool {
         let ts = event.timestamp;
         let day = day_of(ts);
-        if (self.usage.head() as i64 - day as i64) >= HISTORY_DAYS as i64 {
-            return false;
-        }
         self.last_event = self.last_event.max(ts);
         self.first_seen = self.first_seen.min(ts);
         match &event.kind {
             EventKind::FeatureUsed { feature, user_id, .. } => {
-                self.touch_usage(ts, 0, user_id.as_deref());
-                self.features.touch(key32(feature), day, MAX_FEATURES);
+                let step = self.touch_usage(ts, 0, user_id.as_deref());
+                let before = self.features.touch(key32(feature), day, MAX_FEATURES);
+                return step || is_new_in_month(before, day);
             }
             EventKind::Session { user_id, duration_seconds } => {
-                self.touch_usage(ts, duration_seconds.min(u32::MAX as f64) as u32, user_id.as_deref());
+                return self.touch_usage(ts, duration_seconds.min(u32::MAX as f64) as u32, user_id.as_deref());
             }
             EventKind::TicketOpened { ticket_id, priority } => {
                 self.log.push(day, Fact::TicketOpened, 0, MAX_LOG);
@@ -243,16 +248,20 @@ impl Customer {
         true
     }
 
-    fn touch_usage(&mut self, ts: Millis, session_seconds: u32, user: Option<&str>) {
+    /// Counts usage; returns whether it started an active day or brought a new user.
+    fn touch_usage(&mut self, ts: Millis, session_seconds: u32, user: Option<&str>) -> bool {
         let day = day_of(ts);
+        let mut step = false;
         if let Some(b) = self.usage.at_mut(day) {
+            step = b.events == 0;
             b.events = b.events.saturating_add(1);
             b.session_seconds = b.session_seconds.saturating_add(session_seconds);
         }
         self.last_usage = Some(self.last_usage.map_or(ts, |l| l.max(ts)));
         if let Some(user) = user {
-            self.users.touch(key32(user), day, MAX_USERS);
+            step |= is_new_in_month(self.users.touch(key32(user), day, MAX_USERS), day);
         }
+        step
     }
 
     fn open_ticket(&mut self, key: u32, ts: Millis, priority: Priority) {
@@ -305,14 +314,28 @@ impl Customer {
         let d90 = window_start(today, 90);
         let first_day = day_of(self.first_seen);
         let days = |ms: Millis| ((now - ms) as f64 / DAY_MS as f64).floor();
-        let usage = |from: Day, to: Day| {
-            self.usage.fold(from, to, (0u64, 0u32, 0u64), |(events, active, secs), b| {
-                (events + b.events as u64, active + (b.events > 0) as u32, secs + b.session_seconds as u64)
-            })
-        };
 
-        let (events7, active7, _) = usage(d7, today);
-        let (events30, active30, secs30) = usage(d30, today);
+        // One pass over the last 60 days of usage feeds every usage window.
+        let (prev30_start, base_start) = (window_start(today, 60), window_start(today, 28));
+        let (mut events7, mut active7, mut events30, mut active30, mut secs30, mut prev30, mut base21) =
+            (0u64, 0u32, 0u64, 0u32, 0u64, 0u64, 0u64);
+        self.usage.for_each_in(prev30_start, today, |day, b| {
+            let (events, active) = (b.events as u64, (b.events > 0) as u32);
+            if day >= d30 {
+                events30 += events;
+                active30 += active;
+                secs30 += b.session_seconds as u64;
+                if day >= d7 {
+                    events7 += events;
+                    active7 += active;
+                }
+            } else {
+                prev30 += events;
+            }
+            if day >= base_start && day < d7 {
+                base21 += events;
+            }
+        });
         s.set(Signal::ActiveDays7d, Some(active7 as f64));
         s.set(Signal::ActiveDays30d, Some(active30 as f64));
         s.set(Signal::Events7d, Some(events7 as f64));
@@ -320,40 +343,58 @@ impl Customer {
         s.set(Signal::SessionMinutes30d, Some((secs30 / 60) as f64));
         let users30 = self.users.count_since(d30);
         s.set(Signal::DistinctUsers30d, Some(users30 as f64));
-        s.set(Signal::FeatureBreadth30d, Some(self.features.count_since(d30) as f64));
+        let (mut breadth, mut core) = (0u32, 0u32);
+        for &(key, day) in self.features.entries() {
+            if day >= d30 {
+                breadth += 1;
+                core += params.core_feature_keys.contains(&key) as u32;
+            }
+        }
+        s.set(Signal::FeatureBreadth30d, Some(breadth as f64));
         if !params.core_feature_keys.is_empty() {
-            let used = params.core_feature_keys.iter().filter(|k| self.features.seen_since(**k, d30)).count();
-            s.set(Signal::CoreFeatureAdoptionPct, Some(100.0 * used as f64 / params.core_feature_keys.len() as f64));
+            s.set(Signal::CoreFeatureAdoptionPct, Some(100.0 * core as f64 / params.core_feature_keys.len() as f64));
         }
-
         // Trends need a full comparison period: a customer younger than it is ramping, not growing.
-        let prev30_start = window_start(today, 60);
         if first_day <= prev30_start {
-            let (prev, _, _) = usage(prev30_start, d30 - 1);
-            s.set(Signal::UsageTrendPct, trend_pct(events30 as f64, prev as f64));
+            s.set(Signal::UsageTrendPct, trend_pct(events30 as f64, prev30 as f64));
         }
-        let base_start = window_start(today, 28);
         if first_day <= base_start {
-            let (base, _, _) = usage(base_start, d7 - 1);
-            s.set(Signal::UsageTrend7dPct, trend_pct(events7 as f64, base as f64 / 3.0));
+            s.set(Signal::UsageTrend7dPct, trend_pct(events7 as f64, base21 as f64 / 3.0));
         }
         s.set(Signal::DaysSinceLastActivity, Some(days(self.last_usage.unwrap_or(self.first_seen)).max(0.0)));
 
-        s.set(Signal::TicketsOpened30d, Some(self.log.count(Fact::TicketOpened, d30, today) as f64));
+        // One pass over the sparse log.
+        let (mut opened30, mut reopens90, mut csat_sum, mut csat_n, mut failed90) = (0u32, 0u32, 0u32, 0u32, 0u32);
+        let mut hours = [0u16; MAX_LOG];
+        let mut resolved = 0usize;
+        for m in self.log.marks() {
+            if m.day < d90 || m.day > today {
+                continue;
+            }
+            match m.kind {
+                Fact::TicketOpened => opened30 += (m.day >= d30) as u32,
+                Fact::TicketReopened => reopens90 += 1,
+                Fact::TicketResolved => {
+                    hours[resolved] = m.value;
+                    resolved += 1;
+                }
+                Fact::Csat => {
+                    csat_sum += m.value as u32;
+                    csat_n += 1;
+                }
+                Fact::PaymentFailed => failed90 += 1,
+            }
+        }
+        s.set(Signal::TicketsOpened30d, Some(opened30 as f64));
         s.set(Signal::OpenTickets, Some(self.open_tickets.len() as f64));
         let urgent = self.open_tickets.iter().filter(|t| t.priority == Priority::Urgent).count();
         s.set(Signal::OpenUrgentTickets, Some(urgent as f64));
-        s.set(
-            Signal::MedianResolutionHours90d,
-            median(self.log.iter(Fact::TicketResolved, d90, today).map(|m| m.value)),
-        );
-        s.set(Signal::Reopens90d, Some(self.log.count(Fact::TicketReopened, d90, today) as f64));
-        let (csat_sum, csat_n) =
-            self.log.iter(Fact::Csat, d90, today).fold((0u32, 0u32), |(sum, n), m| (sum + m.value as u32, n + 1));
+        s.set(Signal::MedianResolutionHours90d, median(&mut hours[..resolved]));
+        s.set(Signal::Reopens90d, Some(reopens90 as f64));
         s.set(Signal::CsatAvg90d, (csat_n > 0).then(|| csat_sum as f64 / csat_n as f64));
         s.set(Signal::LastNps, self.last_nps.map(f64::from));
 
-        s.set(Signal::FailedPayments90d, Some(self.log.count(Fact::PaymentFailed, d90, today) as f64));
+        s.set(Signal::FailedPayments90d, Some(failed90 as f64));
         s.set(Signal::OpenOverdueInvoices, Some(self.overdue.len() as f64));
         s.set(Signal::Mrr, self.mrr);
         if let Some(mrr) = self.mrr {
@@ -389,6 +430,11 @@ impl Customer {
     }
 }
 
+/// Whether a key last seen on `before` (if ever) starts counting again in a 30-day window at `day`.
+fn is_new_in_month(before: Option<Day>, day: Day) -> bool {
+    before.is_none_or(|b| b < window_start(day, 30))
+}
+
 /// Percent change from `before` to `now`, capped at +500 %; `None` when both are zero.
 fn trend_pct(now: f64, before: f64) -> Option<f64> {
     if before > 0.0 {
@@ -400,8 +446,7 @@ fn trend_pct(now: f64, before: f64) -> Option<f64> {
     }
 }
 
-fn median(values: impl Iterator<Item = u16>) -> Option<f64> {
-    let mut v: Vec<u16> = values.collect();
+fn median(v: &mut [u16]) -> Option<f64> {
     if v.is_empty() {
         return None;
     }

@@ -66,8 +66,13 @@ impl Harness {
     /// A customer on `plan` with `seats`, started at `start`, renewing a year later.
     pub fn subscribe(&mut self, customer: &str, start: Millis, plan: &str, seats: u32) {
         let renewal = format_rfc3339(start + 365 * DAY_MS);
-        self.send(customer, start, "subscription_started", json!({"plan": plan, "mrr": 1000, "seats": seats, "renewal_date": renewal}))
-            .unwrap();
+        self.send(
+            customer,
+            start,
+            "subscription_started",
+            json!({"plan": plan, "mrr": 1000, "seats": seats, "renewal_date": renewal}),
+        )
+        .unwrap();
     }
 
     /// Working-day usage from day `from` to `to` (exclusive): `users` users each using every
@@ -83,7 +88,8 @@ impl Harness {
                     self.send(customer, t, "feature_used", json!({"feature": f, "user_id": format!("u{u}")})).unwrap();
                 }
                 let t = at(d as f64) + 11 * HOUR + u as Millis * 1000;
-                self.send(customer, t, "session", json!({"user_id": format!("u{u}"), "duration_seconds": 1800})).unwrap();
+                self.send(customer, t, "session", json!({"user_id": format!("u{u}"), "duration_seconds": 1800}))
+                    .unwrap();
             }
         }
     }
