@@ -29,3 +29,4 @@ fmt:
 
 clean:
 	$(CARGO) clean
+include scripts/kafka.mk

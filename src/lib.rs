@@ -1,6 +1,7 @@
 //! healthscore: customer events in, customer health scores and churn alerts out.
 pub mod engine;
 pub mod event;
+pub mod generate;
 pub mod hash;
 pub mod output;
 pub mod replay;

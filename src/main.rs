@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use healthscore::engine::{Engine, EngineConfig};
+use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
 use healthscore::score::{Band, Scorecard};
 use healthscore::signal::Signal;
@@ -50,6 +51,31 @@ enum Command {
         /// Print no summary.
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Write a synthetic population's event history as NDJSON (healthy, declining, silently
+    /// churning, expanding, onboarding and payment-trouble customers, with a little bad input).
+    Generate {
+        #[arg(long, default_value_t = GenConfig::default().customers)]
+        customers: u32,
+        #[arg(long, default_value_t = GenConfig::default().days)]
+        days: u32,
+        #[arg(long, default_value_t = GenConfig::default().seed)]
+        seed: u64,
+        /// The history ends here (YYYY-MM-DD or RFC 3339).
+        #[arg(long, default_value = "2026-11-01")]
+        end: String,
+        /// Share of extra bad lines.
+        #[arg(long, default_value_t = GenConfig::default().bad_input_rate)]
+        bad_input_rate: f64,
+        /// Share of re-sent duplicate lines.
+        #[arg(long, default_value_t = GenConfig::default().duplicate_rate)]
+        duplicate_rate: f64,
+        /// Where to write the events (default: standard output).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Where to write the churn labels (CSV: customer_id,churn_date).
+        #[arg(long)]
+        labels: Option<PathBuf>,
     },
     /// Check a scorecard file and print what it compiles to.
     CheckScorecard {
@@ -158,6 +184,26 @@ fn run(cli: Cli) -> Result<()> {
                     stats.evicted,
                 );
             }
+            Ok(())
+        }
+        Command::Generate { customers, days, seed, end, bad_input_rate, duplicate_rate, output, labels } => {
+            let end = healthscore::event::parse_date_or_datetime(&end)
+                .with_context(|| format!("--end {end:?} is not a date (YYYY-MM-DD) or RFC 3339 date-time"))?;
+            let cfg = GenConfig { customers, days, seed, end, bad_input_rate, duplicate_rate };
+            if let Some(path) = labels {
+                let generator = Generator::new(cfg.clone());
+                let mut w = BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
+                write_labels_csv(generator.profiles(), &mut w)?;
+                w.flush()?;
+            }
+            let n = match output {
+                Some(path) => {
+                    let mut w = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+                    write_ndjson(cfg, &mut w)?
+                }
+                None => write_ndjson(cfg, &mut io::stdout().lock())?,
+            };
+            eprintln!("generated {n} events");
             Ok(())
         }
         Command::CheckScorecard { file } => {

@@ -11,6 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+mod common;
+
+use common::*;
 use healthscore::event::{parse, source_of_type};
 use jsonschema::Validator;
 use serde_json::{json, Map, Value};
@@ -80,24 +83,31 @@ pub fn errors(validator: &Validator, instance: &Value) -> Vec<String> {
 
 /// Tolerance for [`score_changed_invariants`]; loosen it if the engine rounds the score.
 pub const SUM_TOLERANCE: f64 = 1e-6;
+/// The engine rounds points to 0.1, weights to 1e-4, contributions to 0.01 and the score to
+/// 0.1: sums of rounded parts differ from the rounded whole by at most this much.
+pub const ENGINE_ROUNDING: f64 = 0.25;
 
 /// What the `score_changed` schema cannot express: each contribution is points × weight (0 for a
 /// skipped component), the contributions sum to the score, and `top_drivers` name components.
 pub fn score_changed_invariants(output: &Value) -> Vec<String> {
+    score_changed_invariants_within(output, SUM_TOLERANCE)
+}
+
+pub fn score_changed_invariants_within(output: &Value, tolerance: f64) -> Vec<String> {
     let mut problems = Vec::new();
     let components = output["components"].as_array().cloned().unwrap_or_default();
     let mut sum = 0.0;
     for c in &components {
         let contribution = c["contribution"].as_f64().unwrap_or(f64::NAN);
         let expected = c["points"].as_f64().map_or(0.0, |p| p * c["weight"].as_f64().unwrap_or(f64::NAN));
-        if (contribution - expected).abs() > SUM_TOLERANCE {
+        if (contribution - expected).abs() > tolerance {
             problems
                 .push(format!("component {}: contribution {contribution} != points × weight {expected}", c["name"]));
         }
         sum += contribution;
     }
     let score = output["score"].as_f64().unwrap_or(f64::NAN);
-    if (sum - score).abs() > SUM_TOLERANCE {
+    if (sum - score).abs() > tolerance {
         problems.push(format!("contributions sum to {sum}, score is {score}"));
     }
     for driver in output["top_drivers"].as_array().into_iter().flatten() {
@@ -921,4 +931,53 @@ fn output_schemas_accept_and_reject_examples() {
     off["score"] = json!(50.0);
     off["top_drivers"] = json!(["churn"]);
     assert_eq!(score_changed_invariants(&off).len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine's real outputs
+// ---------------------------------------------------------------------------------------------
+
+/// Scenarios that make the engine emit every kind of output and every built-in rule.
+fn engine_outputs() -> Vec<Value> {
+    let mut h = Harness::new();
+    let renewal = healthscore::event::format_rfc3339(at(150.0));
+    let customers = [("full", "pro", 10, 10), ("weak", "enterprise", 200, 3), ("tiny", "starter", 3, 1)];
+    for (id, plan, seats, _) in customers {
+        h.send(id, at(-10.0), "subscription_started", json!({"plan": plan, "mrr": 900, "seats": seats, "renewal_date": renewal}))
+            .unwrap();
+    }
+    for (id, _, _, users) in customers {
+        h.use_product(id, 0, 80, users, &CORE);
+    }
+    h.send("full", at(80.0), "nps_response", json!({"score": 10})).unwrap();
+    h.use_product("weak", 80, 95, 1, &["reports"]);
+    for i in 0..3 {
+        h.send("weak", at(95.0), "ticket_opened", json!({"ticket_id": format!("t{i}"), "priority": "urgent"})).unwrap();
+        h.send("weak", at(95.1), "payment_failed", json!({"invoice_id": format!("i{i}"), "amount": 10.5})).unwrap();
+    }
+    h.send("weak", at(95.2), "csat_response", json!({"rating": 1})).unwrap();
+    h.send("tiny", at(96.0), "subscription_cancelled", json!({"reason": "price"})).unwrap();
+    h.advance(at(140.0));
+    h.json()
+}
+
+#[test]
+fn engine_outputs_match_the_output_schemas() {
+    let outputs = engine_outputs();
+    let (sc, alert) = (output_validator("score_changed"), output_validator("alert"));
+    let mut rules = std::collections::BTreeSet::new();
+    for o in &outputs {
+        let validator = if o["type"] == "alert" { &alert } else { &sc };
+        let problems = errors(validator, o);
+        assert!(problems.is_empty(), "{problems:?}\n{o:#}");
+        if o["type"] == "score_changed" {
+            assert_eq!(score_changed_invariants_within(o, ENGINE_ROUNDING), Vec::<String>::new(), "{o:#}");
+        } else {
+            rules.insert(o["rule"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(outputs.iter().any(|o| o["reason"] == "final"), "an eviction was scored");
+    for rule in ["band_downgrade", "sharp_drop", "urgent_ticket_usage_collapse", "payment_failed", "renewal_at_risk", "gone_quiet", "expansion_ready", "advocate_candidate"] {
+        assert!(rules.contains(rule), "no {rule} alert among {rules:?}");
+    }
 }
