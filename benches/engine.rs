@@ -20,13 +20,14 @@ use healthscore::event::parse;
 use healthscore::generate::{GenConfig, Generator};
 use healthscore::score::Scorecard;
 
-const EVENTS: usize = 500_000;
+/// Events measured per iteration of the engine benchmark.
+const EVENTS: usize = 1_000_000;
+/// Customers in the engine benchmark's population.
+const BENCH_CUSTOMERS: u32 = 100_000;
 
-fn events(customers: u32) -> Vec<Vec<u8>> {
-    let cfg = GenConfig { customers, days: 120, ..GenConfig::default() };
-    let all: Vec<Vec<u8>> = Generator::new(cfg).map(|e| e.json.into_bytes()).collect();
-    // The last EVENTS events: customers have history by then, as in a running service.
-    all[all.len().saturating_sub(EVENTS)..].to_vec()
+fn events(customers: u32, days: u32) -> Vec<Vec<u8>> {
+    let cfg = GenConfig { customers, days, ..GenConfig::default() };
+    Generator::new(cfg).map(|e| e.json.into_bytes()).collect()
 }
 
 #[derive(Deserialize)]
@@ -43,7 +44,7 @@ struct Reference<'a> {
 }
 
 fn bench(c: &mut Criterion) {
-    let sample = events(2_000);
+    let sample = events(200, 60);
     let mut g = c.benchmark_group("hot_path");
     g.throughput(Throughput::Elements(sample.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(8));
@@ -67,24 +68,28 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    // 100,000 customers: warm the engine with the history, then measure the latest events.
-    let cfg = GenConfig { customers: 100_000, days: 100, ..GenConfig::default() };
-    let history: Vec<Vec<u8>> = Generator::new(cfg).map(|e| e.json.into_bytes()).collect();
-    let split = history.len().saturating_sub(EVENTS);
-    let (warm, measured) = history.split_at(split);
-    let scorecard = Arc::new(Scorecard::default_scorecard());
-    let mut base = Engine::new(scorecard.clone(), EngineConfig::default());
+    // 100,000 customers: warm the engine with a week of their history (streamed, not held in
+    // memory), then measure the next EVENTS events.
+    let cfg = GenConfig { customers: BENCH_CUSTOMERS, days: 8, ..GenConfig::default() };
+    let last_day_starts = cfg.end - healthscore::event::DAY_MS;
+    let mut history = Generator::new(cfg);
+    let mut base = Engine::new(Arc::new(Scorecard::default_scorecard()), EngineConfig::default());
     let mut out = Vec::new();
-    for e in warm {
-        let _ = base.apply_bytes(e, None, &mut out);
+    let mut warm = 0usize;
+    let mut measured: Vec<Vec<u8>> = Vec::with_capacity(EVENTS);
+    for e in history.by_ref() {
+        // Events come day by day: warm up until the last day, then keep EVENTS to measure.
+        if e.timestamp >= last_day_starts {
+            measured.push(e.json.into_bytes());
+            break;
+        }
+        let _ = base.apply_bytes(e.json.as_bytes(), None, &mut out);
         out.clear();
+        warm += 1;
     }
-    eprintln!(
-        "warm engine: {} customers, {} warm-up events, {} measured",
-        base.customer_count(),
-        warm.len(),
-        measured.len()
-    );
+    measured.extend(history.take(EVENTS - 1).map(|e| e.json.into_bytes()));
+    let measured = &measured;
+    eprintln!("warm engine: {} customers, {warm} warm-up events, {} measured", base.customer_count(), measured.len());
     let mut g = c.benchmark_group("engine_100k_customers");
     g.throughput(Throughput::Elements(measured.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(10));

@@ -41,7 +41,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { allowed_lateness_secs: 3600, retention_days: 120, usage_rescore_secs: 900 }
+        EngineConfig { allowed_lateness_secs: 3600, retention_days: 120, usage_rescore_secs: 3600 }
     }
 }
 

@@ -173,10 +173,11 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 let stats = engine.stats();
                 eprintln!(
-                    "{} outputs ({} score changes, {} alerts); {} customers tracked (green {}, yellow {}, red {}), {} evicted",
+                    "{} outputs ({} score changes, {} alerts) from {} evaluations; {} customers tracked (green {}, yellow {}, red {}), {} evicted",
                     summary.outputs,
                     stats.score_changes,
                     stats.alerts,
+                    stats.evaluations,
                     engine.customer_count(),
                     bands[Band::Green as usize],
                     bands[Band::Yellow as usize],
@@ -192,7 +193,8 @@ fn run(cli: Cli) -> Result<()> {
             let cfg = GenConfig { customers, days, seed, end, bad_input_rate, duplicate_rate };
             if let Some(path) = labels {
                 let generator = Generator::new(cfg.clone());
-                let mut w = BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
+                let mut w =
+                    BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
                 write_labels_csv(generator.profiles(), &mut w)?;
                 w.flush()?;
             }

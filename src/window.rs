@@ -96,6 +96,9 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
 
 /// The last day each distinct key was seen, bounded to `cap` keys (the least recently seen key
 /// makes room). Keys are hashes: a rare collision undercounts by one, which no score notices.
+///
+/// Entries are sorted by key, so recording a sighting (on every usage event) is a binary search
+/// even for an account with hundreds of users; counting (only when scoring) is a scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecencySet {
     entries: Vec<(u32, Day)>,
@@ -104,19 +107,25 @@ pub struct RecencySet {
 impl RecencySet {
     /// Records `key` as seen on `day`; returns the day it was last seen before, if it was.
     pub fn touch(&mut self, key: u32, day: Day, cap: usize) -> Option<Day> {
-        if let Some(entry) = self.entries.iter_mut().find(|(k, _)| *k == key) {
-            let before = entry.1;
-            entry.1 = entry.1.max(day);
-            return Some(before);
-        }
+        let at = match self.entries.binary_search_by_key(&key, |e| e.0) {
+            Ok(i) => {
+                let before = self.entries[i].1;
+                self.entries[i].1 = before.max(day);
+                return Some(before);
+            }
+            Err(at) => at,
+        };
         if self.entries.len() >= cap {
             let Some((oldest, _)) = self.entries.iter().enumerate().min_by_key(|(_, (_, d))| *d) else { return None };
             if self.entries[oldest].1 > day {
                 return Some(day); // older than everything we keep: it cannot change any window
             }
-            self.entries.swap_remove(oldest);
+            self.entries.remove(oldest);
+            let at = if oldest < at { at - 1 } else { at };
+            self.entries.insert(at, (key, day));
+        } else {
+            self.entries.insert(at, (key, day));
         }
-        self.entries.push((key, day));
         None
     }
 
@@ -125,14 +134,14 @@ impl RecencySet {
         self.entries.iter().filter(|(_, d)| *d >= since).count() as u32
     }
 
-    /// The (key, last day seen) entries, in no particular order.
+    /// The (key, last day seen) entries, in key order.
     pub fn entries(&self) -> &[(u32, Day)] {
         &self.entries
     }
 
     /// Whether `key` was seen on or after `since`.
     pub fn seen_since(&self, key: u32, since: Day) -> bool {
-        self.entries.iter().any(|&(k, d)| k == key && d >= since)
+        self.entries.binary_search_by_key(&key, |e| e.0).is_ok_and(|i| self.entries[i].1 >= since)
     }
 
     /// Forgets keys last seen before `before`.
@@ -259,6 +268,23 @@ mod tests {
     }
 
     proptest! {
+        /// Below its cap the set agrees with a map of key → latest day.
+        #[test]
+        fn recency_set_matches_a_map(touches in prop::collection::vec((0u32..40, 0u32..100), 0..200), since in 0u32..100) {
+            let mut set = RecencySet::default();
+            let mut model = std::collections::BTreeMap::new();
+            for (k, d) in touches {
+                let before = set.touch(k, d, 64);
+                prop_assert_eq!(before, model.get(&k).copied());
+                let e = model.entry(k).or_insert(d);
+                *e = (*e).max(d);
+            }
+            prop_assert_eq!(set.count_since(since) as usize, model.values().filter(|d| **d >= since).count());
+            for (k, d) in &model {
+                prop_assert_eq!(set.seen_since(*k, since), *d >= since);
+            }
+        }
+
         /// The ring agrees with a plain list of (day, value) for any writes and any window.
         #[test]
         fn ring_matches_a_naive_model(writes in prop::collection::vec((0u32..200, 1u32..100), 0..200), from in 0u32..250, len in 0u32..40) {

@@ -943,8 +943,13 @@ fn engine_outputs() -> Vec<Value> {
     let renewal = healthscore::event::format_rfc3339(at(150.0));
     let customers = [("full", "pro", 10, 10), ("weak", "enterprise", 200, 3), ("tiny", "starter", 3, 1)];
     for (id, plan, seats, _) in customers {
-        h.send(id, at(-10.0), "subscription_started", json!({"plan": plan, "mrr": 900, "seats": seats, "renewal_date": renewal}))
-            .unwrap();
+        h.send(
+            id,
+            at(-10.0),
+            "subscription_started",
+            json!({"plan": plan, "mrr": 900, "seats": seats, "renewal_date": renewal}),
+        )
+        .unwrap();
     }
     for (id, _, _, users) in customers {
         h.use_product(id, 0, 80, users, &CORE);
@@ -977,7 +982,16 @@ fn engine_outputs_match_the_output_schemas() {
         }
     }
     assert!(outputs.iter().any(|o| o["reason"] == "final"), "an eviction was scored");
-    for rule in ["band_downgrade", "sharp_drop", "urgent_ticket_usage_collapse", "payment_failed", "renewal_at_risk", "gone_quiet", "expansion_ready", "advocate_candidate"] {
+    for rule in [
+        "band_downgrade",
+        "sharp_drop",
+        "urgent_ticket_usage_collapse",
+        "payment_failed",
+        "renewal_at_risk",
+        "gone_quiet",
+        "expansion_ready",
+        "advocate_candidate",
+    ] {
         assert!(rules.contains(rule), "no {rule} alert among {rules:?}");
     }
 }

@@ -29,7 +29,8 @@ impl Store {
     /// The slot of customer `id`, if tracked.
     pub fn find(&self, id: &str) -> Option<u32> {
         let slots = &self.slots;
-        self.index.find(hash64(id), |&s| slots[s as usize].as_ref().is_some_and(|c| &*c.id == id)).copied()
+        let hash = hash64(id);
+        self.index.find(hash, |&s| slots[s as usize].as_ref().is_some_and(|c| c.id_hash == hash && c.id == id)).copied()
     }
 
     /// Adds a customer (its id must not be tracked yet) and returns its slot.
