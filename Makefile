@@ -1,14 +1,20 @@
 # healthscore — the two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
-SAMPLE := data/sample.ndjson
+# The sample: a seeded synthetic population (200 customers, 120 days, a little bad input), made
+# by the built-in generator on first use. Same seed, same bytes, on every machine.
+SAMPLE := target/sample/events.ndjson
 
-.PHONY: run test build bench lint fmt sample clean
+.PHONY: run test build bench lint fmt clean
 
 ## Replay the bundled sample history through the engine (no Kafka needed) and show a summary.
-run: build
-	./target/release/healthscore replay --input $(SAMPLE) --output target/sample-output.ndjson --dead-letters target/sample-dead-letters.ndjson
-	@echo "outputs: target/sample-output.ndjson   dead letters: target/sample-dead-letters.ndjson"
-	@echo "latest alerts:"; grep '"type":"alert"' target/sample-output.ndjson | tail -n 5 | cut -c1-220
+run: build $(SAMPLE)
+	./target/release/healthscore replay --input $(SAMPLE) --output target/sample/output.ndjson --dead-letters target/sample/dead-letters.ndjson
+	@echo "outputs: target/sample/output.ndjson   dead letters: target/sample/dead-letters.ndjson"
+	@echo "latest alerts:"; grep '"type":"alert"' target/sample/output.ndjson | tail -n 5 | cut -c1-240
+
+$(SAMPLE): | build
+	@mkdir -p $(dir $(SAMPLE))
+	./target/release/healthscore generate --customers 200 --days 120 --seed 42 --output $(SAMPLE) --labels $(dir $(SAMPLE))labels.csv
 
 build:
 	$(CARGO) build --release --locked
@@ -17,8 +23,10 @@ build:
 test:
 	$(CARGO) test --release --locked
 
+## Benchmarks: hot path against a serde_json reference, then state size and timer cost at 1M customers.
 bench:
-	$(CARGO) bench --locked
+	$(CARGO) bench --locked --bench engine
+	$(CARGO) bench --locked --bench state
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -95,6 +95,7 @@ pub struct Engine {
     stats: EngineStats,
     // Scratch space reused across evaluations: no allocation per event.
     parts: Vec<ComponentScore>,
+    caps: Vec<usize>,
     firings: Vec<Firing>,
 }
 
@@ -109,6 +110,7 @@ impl Engine {
             stream_time: Millis::MIN,
             stats: EngineStats::default(),
             parts: Vec::new(),
+            caps: Vec::new(),
             firings: Vec::new(),
         }
     }
@@ -272,7 +274,7 @@ impl Engine {
     /// Scores one customer as of `now` and appends what that changes: a `score_changed` when
     /// the band changed or the score moved enough, and any alerts.
     fn evaluate(&mut self, slot: u32, now: Millis, trigger: Trigger, out: &mut Vec<Output>) {
-        let Engine { scorecard, store, parts, firings, stats, .. } = self;
+        let Engine { scorecard, store, parts, caps, firings, stats, .. } = self;
         let sc: &Scorecard = scorecard;
         let c = store.get_mut(slot).expect("evaluated customers exist");
         stats.evaluations += 1;
@@ -280,7 +282,8 @@ impl Engine {
         let params = SignalParams { core_feature_keys: &sc.core_feature_keys, falling_usage_pct: sc.falling_usage_pct };
         let signals = c.signals(now, &params);
         let stage = sc.stage_of(&signals);
-        let raw = sc.score(&signals, stage, c.segment, parts);
+        let weighted = sc.score(&signals, stage, c.segment, parts);
+        let raw = sc.cap(&signals, weighted, parts, caps);
         let tenths = (raw * 10.0).round() as u16;
         let score = tenths as f64 / 10.0;
         let previous_band = c.score.band;
@@ -353,6 +356,7 @@ impl Engine {
                 segment: sc.segments[c.segment as usize].name.clone(),
                 components,
                 top_drivers: top_drivers(sc, stage, c.segment, parts),
+                caps: caps.iter().map(|&i| sc.caps[i].name.clone()).collect(),
                 model_version: sc.version.clone(),
                 reason,
             }));

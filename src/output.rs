@@ -88,6 +88,8 @@ pub struct ScoreChanged {
     pub segment: Arc<str>,
     pub components: Vec<ComponentOut>,
     pub top_drivers: Vec<Arc<str>>,
+    /// The caps (red flags) that held the score down.
+    pub caps: Vec<Arc<str>>,
     pub model_version: Arc<str>,
     pub reason: EmitReason,
 }

@@ -73,8 +73,23 @@ struct ScorecardFile {
     stage_overrides: BTreeMap<String, StageFile>,
     #[serde(default, rename = "segment")]
     segments: Vec<SegmentFile>,
+    #[serde(default, rename = "cap")]
+    caps: Vec<CapFile>,
     #[serde(default)]
     rules: RulesFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapFile {
+    name: String,
+    signal: String,
+    at_most: Option<f64>,
+    at_least: Option<f64>,
+    max_score: f64,
+    #[serde(default)]
+    #[allow(dead_code)] // documentation for people reading the file
+    description: Option<String>,
 }
 
 fn default_falling_usage_pct() -> f64 {
@@ -351,6 +366,33 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
         }
     }
 
+    let mut caps = Vec::new();
+    for (i, c) in file.caps.iter().enumerate() {
+        let key = |k: &str| format!("cap[{i}] ({}).{k}", c.name);
+        if c.name.is_empty() || file.caps[..i].iter().any(|o| o.name == c.name) {
+            issues.push(ConfigIssue::new(key("name"), "must be non-empty and unique"));
+        }
+        let signal = Signal::from_name(&c.signal);
+        if signal.is_none() {
+            issues.push(ConfigIssue::new(
+                key("signal"),
+                format!("unknown signal {:?}; `healthscore signals` lists them", c.signal),
+            ));
+        }
+        if c.at_most.is_some() == c.at_least.is_some() {
+            issues.push(ConfigIssue::new(key("at_most"), "give exactly one of at_most and at_least"));
+        }
+        if !(0.0..=100.0).contains(&c.max_score) {
+            issues.push(ConfigIssue::new(key("max_score"), format!("must be 0 to 100, got {}", c.max_score)));
+        }
+        caps.push(super::Cap {
+            name: Arc::from(c.name.as_str()),
+            signal: signal.unwrap_or(Signal::ActiveDays30d),
+            at_most: c.at_most,
+            at_least: c.at_least,
+            max_score: c.max_score,
+        });
+    }
     let rules = file.rules.compile(issues, SCORE_HISTORY_DAYS);
     // Overrides are applied once per (stage, segment) table: report each problem once.
     let mut seen = BTreeSet::new();
@@ -371,6 +413,7 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
         falling_usage_pct: file.falling_usage_pct,
         segments,
         tables,
+        caps,
         rules,
         source_text: text.to_string(),
     }

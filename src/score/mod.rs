@@ -71,6 +71,26 @@ pub struct Component {
     pub missing: Missing,
 }
 
+/// A red flag: while its condition holds, the score can be at most `max_score`, however good
+/// the rest looks. A weighted mean dilutes one acute problem (usage halved, payments failing)
+/// among a dozen healthy components; a cap keeps such a customer out of green.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cap {
+    pub name: Arc<str>,
+    pub signal: Signal,
+    /// The condition: value ≤ `at_most`, or value ≥ `at_least` (exactly one is set).
+    pub at_most: Option<f64>,
+    pub at_least: Option<f64>,
+    pub max_score: f64,
+}
+
+impl Cap {
+    pub fn holds(&self, signals: &Signals) -> bool {
+        let Some(v) = signals.get(self.signal) else { return false };
+        self.at_most.is_some_and(|m| v <= m) || self.at_least.is_some_and(|m| v >= m)
+    }
+}
+
 /// A component's part in one score. `weight` is normalised over the components that counted,
 /// so the contributions add up to the score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +118,7 @@ pub struct Scorecard {
     pub falling_usage_pct: f64,
     pub segments: Vec<Segment>,
     tables: Vec<Vec<Component>>,
+    pub caps: Vec<Cap>,
     pub rules: RuleSet,
     /// The TOML it was compiled from, for `/scorecard` and `check-config`.
     pub source_text: String,
@@ -158,6 +179,27 @@ impl Scorecard {
             score += p.contribution;
         }
         score.clamp(0.0, 100.0)
+    }
+
+    /// Applies the caps whose condition holds to `score`; returns the capped score and marks in
+    /// `applied` (cleared first) the index of every cap that lowered it. When the score is
+    /// lowered, the parts' contributions are scaled so they still add up to the score.
+    pub fn cap(&self, signals: &Signals, score: f64, parts: &mut [ComponentScore], applied: &mut Vec<usize>) -> f64 {
+        applied.clear();
+        let mut capped = score;
+        for (i, cap) in self.caps.iter().enumerate() {
+            if cap.max_score < score && cap.holds(signals) {
+                applied.push(i);
+                capped = capped.min(cap.max_score);
+            }
+        }
+        if capped < score && score > 0.0 {
+            let f = capped / score;
+            for p in parts.iter_mut() {
+                p.contribution *= f;
+            }
+        }
+        capped
     }
 }
 

@@ -207,3 +207,38 @@ proptest! {
         prop_assert!((w - 1.0).abs() < 1e-9 || w == 0.0);
     }
 }
+
+#[test]
+fn caps_hold_an_acute_problem_out_of_green_and_keep_the_explanation_summing() {
+    let sc = card(&format!(
+        "{TWO}
+[[cap]]
+name = \"unhappy\"
+signal = \"csat_avg_90d\"
+at_most = 2
+max_score = 60
+"
+    ))
+    .unwrap();
+    let mut parts = Vec::new();
+    let mut applied = Vec::new();
+    let s = signals(&[(Signal::ActiveDays30d, 20.0), (Signal::CsatAvg90d, 1.0)]);
+    let weighted = sc.score(&s, Stage::Mature, 0, &mut parts);
+    assert_eq!(weighted, 75.0);
+    let capped = sc.cap(&s, weighted, &mut parts, &mut applied);
+    assert_eq!(capped, 60.0);
+    assert_eq!(applied, vec![0]);
+    let sum: f64 = parts.iter().map(|p| p.contribution).sum();
+    assert!((sum - 60.0).abs() < 1e-9, "contributions scaled to the capped score: {sum}");
+    // A cap above the score, or whose condition does not hold, changes nothing.
+    let fine = signals(&[(Signal::ActiveDays30d, 20.0), (Signal::CsatAvg90d, 4.0)]);
+    let w = sc.score(&fine, Stage::Mature, 0, &mut parts);
+    assert_eq!(sc.cap(&fine, w, &mut parts, &mut applied), w);
+    assert!(applied.is_empty());
+}
+
+#[test]
+fn a_cap_needs_exactly_one_condition() {
+    let err = card(&format!("{TWO}\n[[cap]]\nname = \"x\"\nsignal = \"last_nps\"\nmax_score = 50\n")).unwrap_err();
+    assert_eq!(err.issues[0].key, "cap[0] (x).at_most");
+}
