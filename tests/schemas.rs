@@ -96,17 +96,27 @@ pub fn score_changed_invariants(output: &Value) -> Vec<String> {
 pub fn score_changed_invariants_within(output: &Value, tolerance: f64) -> Vec<String> {
     let mut problems = Vec::new();
     let components = output["components"].as_array().cloned().unwrap_or_default();
+    let score = output["score"].as_f64().unwrap_or(f64::NAN);
+    let weighted: f64 = components
+        .iter()
+        .map(|c| c["points"].as_f64().map_or(0.0, |p| p * c["weight"].as_f64().unwrap_or(f64::NAN)))
+        .sum();
+    // When a cap held the score down, contributions are points × weight scaled by one factor.
+    let capped = output["caps"].as_array().is_some_and(|c| !c.is_empty());
+    let factor = if capped && weighted > 0.0 { score / weighted } else { 1.0 };
+    if capped && factor > 1.0 + tolerance / 100.0 {
+        problems.push(format!("caps raised the score: {weighted} → {score}"));
+    }
     let mut sum = 0.0;
     for c in &components {
         let contribution = c["contribution"].as_f64().unwrap_or(f64::NAN);
-        let expected = c["points"].as_f64().map_or(0.0, |p| p * c["weight"].as_f64().unwrap_or(f64::NAN));
+        let expected = c["points"].as_f64().map_or(0.0, |p| p * c["weight"].as_f64().unwrap_or(f64::NAN)) * factor;
         if (contribution - expected).abs() > tolerance {
             problems
                 .push(format!("component {}: contribution {contribution} != points × weight {expected}", c["name"]));
         }
         sum += contribution;
     }
-    let score = output["score"].as_f64().unwrap_or(f64::NAN);
     if (sum - score).abs() > tolerance {
         problems.push(format!("contributions sum to {sum}, score is {score}"));
     }
@@ -807,6 +817,7 @@ fn score_changed_example() -> Value {
         "segment": "mid_market",
         "components": components,
         "top_drivers": ["usage", "sentiment", "support"],
+        "caps": [],
         "model_version": "2026.11.1",
         "reason": "score_moved",
     })
