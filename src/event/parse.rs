@@ -164,9 +164,9 @@ struct Raw<'a> {
 /// Parses and validates one event. `topic` is the source it arrived on, when known (Kafka); an
 /// event whose type belongs to another topic is rejected as `wrong_topic`.
 pub fn parse(bytes: &[u8], topic: Option<Source>) -> Result<Event<'_>, Rejection> {
-    let raw: Raw<'_> = match serde_json::from_slice(bytes) {
+    let raw: Raw<'_> = match sonic_rs::from_slice(bytes) {
         Ok(raw) => raw,
-        Err(err) => return Err(diagnose(bytes, &err)),
+        Err(err) => return Err(diagnose(bytes, &err.to_string())),
     };
     validate(raw, topic)
 }
@@ -371,7 +371,7 @@ fn truncate(s: &str) -> &str {
 }
 
 /// The slow path: serde refused the input, which field-level problems never cause (see [`Text`]).
-fn diagnose(bytes: &[u8], err: &serde_json::Error) -> Rejection {
+fn diagnose(bytes: &[u8], err: &str) -> Rejection {
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(v) => v,
         Err(e) => return Rejection::new(RejectReason::NotJson, None, format!("not a JSON document: {e}")),
