@@ -312,18 +312,19 @@ impl Engine {
             previous_band,
             max_score_within: &max_within,
             ever_active: c.last_usage.is_some(),
+            observed_days: ((now - c.first_seen) / DAY_MS) as u32,
             trigger,
             today,
         };
         sc.rules.evaluate(&input, &mut c.score.last_fired, firings);
 
         let reason = match c.score.last_emitted_tenths {
+            _ if trigger == Trigger::Final => Some(EmitReason::Final),
             None => Some(EmitReason::FirstScore),
             Some(_) if previous_band != Some(band) => Some(EmitReason::BandChanged),
             Some(last) if (tenths as f64 - last as f64).abs() >= sc.min_score_delta * 10.0 => {
                 Some(EmitReason::ScoreMoved)
             }
-            Some(_) if trigger == Trigger::Final => Some(EmitReason::Final),
             Some(_) => None,
         };
 

@@ -209,13 +209,16 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::CheckScorecard { file } => {
+            use std::fmt::Write as _;
             let sc = load_scorecard(file.as_ref())?;
-            println!("scorecard {} is valid", sc.version);
-            println!(
+            let mut text = String::new();
+            writeln!(text, "scorecard {} is valid", sc.version)?;
+            writeln!(
+                text,
                 "bands: red < {}, green >= {}, hysteresis {}; emit on band change or a move of >= {}",
                 sc.bands.red_below, sc.bands.green_from, sc.bands.hysteresis, sc.min_score_delta
-            );
-            println!("segments: {}", sc.segments.iter().map(|s| &*s.name).collect::<Vec<_>>().join(", "));
+            )?;
+            writeln!(text, "segments: {}", sc.segments.iter().map(|s| &*s.name).collect::<Vec<_>>().join(", "))?;
             for stage in healthscore::score::Stage::ALL {
                 for (i, seg) in sc.segments.iter().enumerate() {
                     let comps = sc.components(stage, i as u8);
@@ -225,20 +228,19 @@ fn run(cli: Cli) -> Result<()> {
                         .filter(|c| c.weight > 0.0)
                         .map(|c| format!("{} {:.0}%", c.name, 100.0 * c.weight / total))
                         .collect();
-                    println!("{} / {}: {}", stage.as_str(), seg.name, list.join(", "));
+                    writeln!(text, "{} / {}: {}", stage.as_str(), seg.name, list.join(", "))?;
                 }
             }
-            Ok(())
+            print_out(&text)
         }
-        Command::DefaultScorecard => {
-            print!("{}", healthscore::score::DEFAULT_SCORECARD);
-            Ok(())
-        }
+        Command::DefaultScorecard => print_out(healthscore::score::DEFAULT_SCORECARD),
         Command::Signals => {
+            use std::fmt::Write as _;
+            let mut text = String::new();
             for s in Signal::ALL {
-                println!("{:34} {}", s.name(), s.description());
+                writeln!(text, "{:34} {}", s.name(), s.description())?;
             }
-            Ok(())
+            print_out(&text)
         }
     }
 }
@@ -248,4 +250,12 @@ fn load_scorecard(path: Option<&PathBuf>) -> Result<Scorecard> {
         Some(p) => Scorecard::load(p)?,
         None => Scorecard::default_scorecard(),
     })
+}
+
+/// Writes a command's output; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) -> Result<()> {
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }

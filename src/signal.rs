@@ -106,15 +106,15 @@ impl Signal {
         match self {
             Signal::ActiveDays7d => "days with product usage in the last 7 days",
             Signal::ActiveDays30d => "days with product usage in the last 30 days",
-            Signal::Events7d => "product usage events in the last 7 days",
-            Signal::Events30d => "product usage events in the last 30 days",
+            Signal::Events7d => "product uses in the last 7 days (a feature_used counts its quantity, a session 1)",
+            Signal::Events30d => "product uses in the last 30 days (a feature_used counts its quantity, a session 1)",
             Signal::SessionMinutes30d => "session minutes in the last 30 days",
             Signal::DistinctUsers30d => "distinct users seen in the last 30 days",
             Signal::FeatureBreadth30d => "distinct features used in the last 30 days",
             Signal::CoreFeatureAdoptionPct => "share of the scorecard's core features used in the last 30 days (%)",
-            Signal::UsageTrendPct => "usage events in the last 30 days against the 30 before (% change)",
+            Signal::UsageTrendPct => "product uses in the last 30 days against the 30 before (% change)",
             Signal::UsageTrend7dPct => {
-                "usage events in the last 7 days against the weekly average of the 21 before (% change)"
+                "product uses in the last 7 days against the weekly average of the 21 before (% change)"
             }
             Signal::DaysSinceLastActivity => "days since the last product usage (since first seen if never used)",
             Signal::TicketsOpened30d => "support tickets opened in the last 30 days",

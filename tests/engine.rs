@@ -205,3 +205,25 @@ fn timers_are_on_a_daily_grid() {
     h.advance(due);
     assert_eq!(h.engine.customer("c").unwrap().next_due, due + DAY_MS);
 }
+
+#[test]
+fn the_last_score_before_eviction_always_says_final() {
+    let mut h = Harness::new();
+    h.send("c", at(0.0), "session", json!({"duration_seconds": 60})).unwrap();
+    // Cancelled with no evaluation in between: the final score is also a band change, but
+    // downstream needs to know it is the last.
+    h.send("c", at(0.5), "subscription_cancelled", json!({})).unwrap();
+    h.advance(at(2.0));
+    assert!(h.engine.customer("c").is_none());
+    assert_eq!(h.last_score("c")["reason"], "final");
+}
+
+#[test]
+fn a_feature_used_counts_its_quantity() {
+    let mut h = Harness::new();
+    h.send("c", at(0.0), "feature_used", json!({"feature": "api", "quantity": 250})).unwrap();
+    h.send("c", at(0.1), "feature_used", json!({"feature": "api", "quantity": 0})).unwrap();
+    h.send("c", at(0.2), "session", json!({"duration_seconds": 60})).unwrap();
+    let c = h.engine.customer("c").unwrap();
+    assert_eq!(c.usage.iter().map(|(_, b)| b.events).sum::<u32>(), 252, "250 + at least 1 + 1");
+}

@@ -158,3 +158,25 @@ fn rules_can_be_switched_off_and_retuned_in_the_scorecard() {
     assert!(q[0]["evidence"]["days_since_last_activity"].as_f64().unwrap() >= 30.0);
     assert_eq!(q[0]["playbook"], "Call them.");
 }
+
+#[test]
+fn state_rules_wait_for_a_warm_up_but_payment_failures_do_not() {
+    let mut h = Harness::new();
+    let renewal = format_rfc3339(at(30.0));
+    // First seen through billing only: no usage history yet, a weak score, renewal near.
+    h.send("new", at(0.0), "subscription_changed", json!({"plan": "pro", "mrr": 500, "seats": 10})).unwrap();
+    h.send("new", at(0.0), "subscription_renewed", json!({"renewal_date": renewal})).unwrap();
+    h.send("new", at(1.0), "payment_failed", json!({"invoice_id": "i1", "amount": 500})).unwrap();
+    h.advance(at(10.0));
+    assert!(h.alerts("renewal_at_risk").is_empty(), "no state alert in the first 14 days");
+    assert_eq!(h.alerts("payment_failed").len(), 1, "an event-driven alert is never held back");
+    h.advance(at(16.0));
+    assert_eq!(h.alerts("renewal_at_risk").len(), 1, "after the warm-up the weak renewal is flagged");
+}
+
+#[test]
+fn an_empty_playbook_is_rejected() {
+    let text = healthscore::score::DEFAULT_SCORECARD.to_string() + "\n[rules.gone_quiet]\nplaybook = \" \"\n";
+    let err = Scorecard::from_toml(&text, "test").unwrap_err();
+    assert_eq!(err.issues[0].key, "rules.gone_quiet.playbook");
+}

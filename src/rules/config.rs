@@ -11,6 +11,8 @@ use crate::score::ConfigIssue;
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesFile {
+    /// See [`RuleSet::warmup_days`]. Default 14.
+    pub warmup_days: Option<u32>,
     pub band_downgrade: Option<RuleFile>,
     pub sharp_drop: Option<RuleFile>,
     pub urgent_ticket_usage_collapse: Option<RuleFile>,
@@ -151,6 +153,12 @@ impl RulesFile {
                 threshold: file.threshold.unwrap_or(threshold),
                 days: file.days.unwrap_or(days),
             };
+            if rule.playbook.trim().is_empty() {
+                issues.push(ConfigIssue::new(
+                    key("playbook"),
+                    "must not be empty: every alert carries a recommended action",
+                ));
+            }
             if needs_cooldown(id) && rule.cooldown_days == 0 {
                 issues.push(ConfigIssue::new(
                     key("cooldown_days"),
@@ -172,6 +180,6 @@ impl RulesFile {
             }
             rule
         });
-        RuleSet { rules }
+        RuleSet { rules, warmup_days: self.warmup_days.unwrap_or(14) }
     }
 }

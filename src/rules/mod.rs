@@ -125,6 +125,11 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSet {
     pub rules: [Rule; RULE_COUNT],
+    /// Rules that judge a state stay quiet until the customer has been observed this many days:
+    /// a customer first seen through a billing event has no usage windows yet, and its first
+    /// scores say more about missing history than about health. `payment_failed` (an event, not
+    /// a state) is never held back.
+    pub warmup_days: u32,
 }
 
 /// What set off an evaluation; some rules fire on events rather than on state.
@@ -145,10 +150,12 @@ pub struct RuleInput<'a> {
     pub band: Band,
     /// The band before this evaluation (`None` on the first score).
     pub previous_band: Option<Band>,
-    /// The highest daily score in the last `n` days (today excluded), for `sharp_drop`.
+    /// The highest daily score in the last `n` days (including earlier today), for `sharp_drop`.
     pub max_score_within: &'a dyn Fn(u32) -> Option<f64>,
     /// Whether the customer ever used the product (silence only means something after use).
     pub ever_active: bool,
+    /// Whole days since the engine first saw the customer.
+    pub observed_days: u32,
     pub trigger: Trigger,
     pub today: Day,
 }
@@ -177,8 +184,9 @@ impl From<Option<f64>> for Evidence {
     }
 }
 
+/// A signal as evidence, rounded to 2 decimals so outputs carry no float noise.
 fn ev(signals: &Signals, s: Signal) -> (&'static str, Evidence) {
-    (s.name(), signals.get(s).into())
+    (s.name(), signals.get(s).map(round2).into())
 }
 
 impl RuleSet {
@@ -187,6 +195,9 @@ impl RuleSet {
     pub fn evaluate(&self, input: &RuleInput<'_>, last_fired: &mut [Day; RULE_COUNT], out: &mut Vec<Firing>) {
         for rule in &self.rules {
             if !rule.enabled {
+                continue;
+            }
+            if rule.id != RuleId::PaymentFailed && input.observed_days < self.warmup_days {
                 continue;
             }
             let fired = last_fired[rule.id as usize];
@@ -335,4 +346,8 @@ impl Rule {
 
 fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
 }

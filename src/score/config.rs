@@ -68,7 +68,7 @@ struct ScorecardFile {
     stages: StagesFile,
     #[serde(default, rename = "component")]
     components: Vec<ComponentFile>,
-    /// `[stage.<onboarding|renewal|mature>.<component>]` overrides.
+    /// `[stage.<onboarding|renewal|mature>.component.<name>]` overrides.
     #[serde(default, rename = "stage")]
     stage_overrides: BTreeMap<String, StageFile>,
     #[serde(default, rename = "segment")]
@@ -282,7 +282,11 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
             Some(MissingFile::Word(w)) if w == "skip" => Missing::Skip,
             Some(MissingFile::Neutral(p)) if (0.0..=100.0).contains(p) => Missing::Neutral(*p),
             Some(other) => {
-                issue(key("missing"), format!("must be \"skip\" or neutral points from 0 to 100, got {other:?}"));
+                let got = match other {
+                    MissingFile::Word(w) => format!("{w:?}"),
+                    MissingFile::Neutral(p) => p.to_string(),
+                };
+                issue(key("missing"), format!("must be \"skip\" or neutral points from 0 to 100, got {got}"));
                 Missing::Skip
             }
         };

@@ -120,7 +120,7 @@ pub struct Scorecard {
     tables: Vec<Vec<Component>>,
     pub caps: Vec<Cap>,
     pub rules: RuleSet,
-    /// The TOML it was compiled from, for `/scorecard` and `check-config`.
+    /// The TOML it was compiled from, so the running model can be shown as it was written.
     pub source_text: String,
 }
 

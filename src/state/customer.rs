@@ -184,13 +184,15 @@ impl Customer {
         self.last_event = self.last_event.max(ts);
         self.first_seen = self.first_seen.min(ts);
         match &event.kind {
-            EventKind::FeatureUsed { feature, user_id, .. } => {
-                let step = self.touch_usage(ts, 0, user_id.as_deref());
+            EventKind::FeatureUsed { feature, user_id, quantity } => {
+                // An event stands for `quantity` uses (at least one: it is activity all the same).
+                let uses = quantity.round().clamp(1.0, u32::MAX as f64) as u32;
+                let step = self.touch_usage(ts, uses, 0, user_id.as_deref());
                 let before = self.features.touch(key32(feature), day, MAX_FEATURES);
                 return step || is_new_in_month(before, day);
             }
             EventKind::Session { user_id, duration_seconds } => {
-                return self.touch_usage(ts, duration_seconds.min(u32::MAX as f64) as u32, user_id.as_deref());
+                return self.touch_usage(ts, 1, duration_seconds.min(u32::MAX as f64) as u32, user_id.as_deref());
             }
             EventKind::TicketOpened { ticket_id, priority } => {
                 self.log.push(day, Fact::TicketOpened, 0, MAX_LOG);
@@ -253,12 +255,12 @@ impl Customer {
     }
 
     /// Counts usage; returns whether it started an active day or brought a new user.
-    fn touch_usage(&mut self, ts: Millis, session_seconds: u32, user: Option<&str>) -> bool {
+    fn touch_usage(&mut self, ts: Millis, uses: u32, session_seconds: u32, user: Option<&str>) -> bool {
         let day = day_of(ts);
         let mut step = false;
         if let Some(b) = self.usage.at_mut(day) {
             step = b.events == 0;
-            b.events = b.events.saturating_add(1);
+            b.events = b.events.saturating_add(uses);
             b.session_seconds = b.session_seconds.saturating_add(session_seconds);
         }
         self.last_usage = Some(self.last_usage.map_or(ts, |l| l.max(ts)));
