@@ -1313,7 +1313,7 @@ impl Generator {
             counts[i].1 += 1;
             missing -= 1;
         }
-        let mut personas: Vec<Persona> = counts.iter().flat_map(|&(p, c, _)| std::iter::repeat(p).take(c)).collect();
+        let mut personas: Vec<Persona> = counts.iter().flat_map(|&(p, c, _)| std::iter::repeat_n(p, c)).collect();
         for i in (1..personas.len()).rev() {
             let j = range(&mut r, 0, i as i64 + 1) as usize;
             personas.swap(i, j);

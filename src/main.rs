@@ -192,7 +192,7 @@ fn run(cli: Cli) -> Result<()> {
                 .with_context(|| format!("--end {end:?} is not a date (YYYY-MM-DD) or RFC 3339 date-time"))?;
             let cfg = GenConfig { customers, days, seed, end, bad_input_rate, duplicate_rate };
             if let Some(path) = labels {
-                let generator = Generator::new(cfg.clone());
+                let generator = Generator::new(cfg);
                 let mut w =
                     BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
                 write_labels_csv(generator.profiles(), &mut w)?;

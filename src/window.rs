@@ -116,7 +116,7 @@ impl RecencySet {
             Err(at) => at,
         };
         if self.entries.len() >= cap {
-            let Some((oldest, _)) = self.entries.iter().enumerate().min_by_key(|(_, (_, d))| *d) else { return None };
+            let (oldest, _) = self.entries.iter().enumerate().min_by_key(|(_, (_, d))| *d)?;
             if self.entries[oldest].1 > day {
                 return Some(day); // older than everything we keep: it cannot change any window
             }

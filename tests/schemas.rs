@@ -257,7 +257,7 @@ fn every_schema_is_a_valid_draft_2020_12_schema() {
             problems.push(format!("{file}: $id {id:?} should be an https URL ending in /{file}"));
         }
         for key in ["title", "description"] {
-            if schema[key].as_str().map_or(true, str::is_empty) {
+            if schema[key].as_str().is_none_or(str::is_empty) {
                 problems.push(format!("{file}: missing {key}"));
             }
         }

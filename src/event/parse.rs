@@ -507,9 +507,7 @@ mod tests {
         );
         assert_eq!(
             reason(
-                &format!(
-                    r#"{{"event_id":"","customer_id":"c","timestamp":"2026-11-01T10:00:00Z","type":"nps_response","score":3}}"#
-                ),
+                r#"{"event_id":"","customer_id":"c","timestamp":"2026-11-01T10:00:00Z","type":"nps_response","score":3}"#,
                 None
             ),
             (RejectReason::InvalidField, Some("event_id"))
