@@ -48,6 +48,10 @@ enum Command {
         /// (0: on every event).
         #[arg(long, default_value_t = EngineConfig::default().usage_rescore_secs)]
         usage_rescore_secs: u32,
+        /// Split customers over this many partitions (Kafka's default partitioner on
+        /// customer_id) and score each on its own thread, as the Kafka service does.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        partitions: u32,
         /// Print no summary.
         #[arg(long, short)]
         quiet: bool,
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
             lateness_secs,
             retention_days,
             usage_rescore_secs,
+            partitions,
             quiet,
         } => {
             let scorecard = load_scorecard(scorecard.as_ref())?;
@@ -125,7 +130,9 @@ fn run(cli: Cli) -> Result<()> {
                     Ok(Input { name: p.display().to_string(), bytes })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let mut engine = Engine::new(Arc::new(scorecard), config);
+            let scorecard = Arc::new(scorecard);
+            let mut engines: Vec<Engine> =
+                (0..partitions).map(|_| Engine::new(scorecard.clone(), config.clone())).collect();
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(BufWriter::new(
                     File::create(p).with_context(|| format!("cannot create output {}", p.display()))?,
@@ -139,7 +146,7 @@ fn run(cli: Cli) -> Result<()> {
                 None => None,
             };
             let mut dlq_error = None;
-            let summary = replay(&mut engine, &inputs, &mut out, |d| {
+            let summary = replay(&mut engines, &inputs, &mut out, |d| {
                 if let Some(w) = dlq.as_mut() {
                     if let Err(e) = writeln!(w, "{}", dead_letter_json(&inputs, &d)) {
                         dlq_error.get_or_insert(e);
@@ -163,22 +170,29 @@ fn run(cli: Cli) -> Result<()> {
                     summary.applied,
                     summary.duplicates,
                     summary.rejected,
-                    rejected_by_reason(&engine).iter().map(|(r, n)| format!(" {r}={n}")).collect::<Vec<_>>().join(",")
+                    rejected_by_reason(&engines).iter().map(|(r, n)| format!(" {r}={n}")).collect::<Vec<_>>().join(",")
                 );
                 let mut bands = [0usize; 3];
-                for c in engine.customers() {
+                for c in engines.iter().flat_map(|e| e.customers()) {
                     if let Some(b) = c.score.band {
                         bands[b as usize] += 1;
                     }
                 }
-                let stats = engine.stats();
+                let stats = engines.iter().fold(healthscore::engine::EngineStats::default(), |mut a, e| {
+                    let s = e.stats();
+                    a.score_changes += s.score_changes;
+                    a.alerts += s.alerts;
+                    a.evaluations += s.evaluations;
+                    a.evicted += s.evicted;
+                    a
+                });
                 eprintln!(
                     "{} outputs ({} score changes, {} alerts) from {} evaluations; {} customers tracked (green {}, yellow {}, red {}), {} evicted",
                     summary.outputs,
                     stats.score_changes,
                     stats.alerts,
                     stats.evaluations,
-                    engine.customer_count(),
+                    engines.iter().map(Engine::customer_count).sum::<usize>(),
                     bands[Band::Green as usize],
                     bands[Band::Yellow as usize],
                     bands[Band::Red as usize],

@@ -14,6 +14,7 @@ use memchr::memmem;
 use crate::engine::{Engine, Outcome};
 use crate::event::{parse_rfc3339, Millis, RejectReason, Rejection};
 use crate::output::Output;
+use crate::partition::kafka_partition;
 
 /// One input line that was not applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,51 +42,178 @@ pub struct Input {
     pub bytes: Vec<u8>,
 }
 
-/// Replays `inputs` through `engine`, writing each output as a JSON line to `out` and handing
-/// each rejected line to `dead_letter`.
+/// Replays `inputs` through `engines`, one engine per partition, writing each output as a JSON
+/// line to `out` and handing each rejected line to `dead_letter` (in input order).
+///
+/// With one engine, lines stream through it and outputs are written as they come. With several,
+/// customers are split over them by Kafka's default partitioner on `customer_id` (as producers
+/// keyed by customer split them over that many partitions), each partition runs on its own
+/// thread with its own stream time, exactly as the Kafka shell runs one engine per partition,
+/// and the outputs are merged by (timestamp, partition, order within the partition): the same
+/// input and partition count always give the same bytes. A partition's stream time only moves
+/// with its own events, so timers can fire at other points of the input than with a single
+/// engine: compare outputs between runs with the same partition count.
 pub fn replay(
-    engine: &mut Engine,
+    engines: &mut [Engine],
     inputs: &[Input],
     out: &mut impl Write,
     mut dead_letter: impl FnMut(DeadLetter<'_>),
 ) -> io::Result<ReplaySummary> {
+    assert!(!engines.is_empty(), "replay needs at least one engine");
     let started = Instant::now();
     let lines = ordered_lines(inputs);
+    let last = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN);
     let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
-    let mut outputs: Vec<Output> = Vec::new();
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut flush = |outputs: &mut Vec<Output>, buf: &mut Vec<u8>, summary: &mut ReplaySummary| -> io::Result<()> {
-        for o in outputs.drain(..) {
-            o.write_json(buf);
-            buf.push(b'\n');
-            summary.outputs += 1;
+
+    if let [engine] = engines {
+        let mut buf = Vec::with_capacity(1 << 16);
+        let mut write_error = None;
+        let counts = run_partition(
+            engine,
+            lines.iter().enumerate(),
+            last,
+            |o| {
+                o.write_json(&mut buf);
+                buf.push(b'\n');
+                if buf.len() >= 1 << 16 {
+                    if let Err(e) = out.write_all(&buf) {
+                        write_error.get_or_insert(e);
+                    }
+                    buf.clear();
+                }
+            },
+            |i, rejection| {
+                let l = &lines[i];
+                dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection })
+            },
+        );
+        if let Some(e) = write_error {
+            return Err(e);
         }
-        if buf.len() >= 1 << 16 {
-            out.write_all(buf)?;
-            buf.clear();
+        out.write_all(&buf)?;
+        summary.add(&counts);
+    } else {
+        let n = engines.len() as u32;
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        let finder = memmem::Finder::new(b"\"customer_id\"");
+        for (i, l) in lines.iter().enumerate() {
+            parts[partition_of(&finder, l.bytes, n) as usize].push(i);
         }
-        Ok(())
-    };
-    for l in &lines {
-        let bytes = l.bytes;
-        match engine.apply_bytes(bytes, None, &mut outputs) {
-            Ok(Outcome::Applied) => summary.applied += 1,
-            Ok(Outcome::Duplicate) => summary.duplicates += 1,
-            Err(rejection) => {
-                summary.rejected += 1;
-                dead_letter(DeadLetter { file: l.file, line: l.line, bytes, rejection });
-            }
+        let lines = &lines;
+        let results: Vec<PartitionRun> = std::thread::scope(|scope| {
+            let handles: Vec<_> = engines
+                .iter_mut()
+                .zip(&parts)
+                .map(|(engine, part)| {
+                    scope.spawn(move || {
+                        let mut run = PartitionRun::default();
+                        run.counts = run_partition(
+                            engine,
+                            part.iter().map(|&i| (i, &lines[i])),
+                            last,
+                            |o| run.outputs.push((o.timestamp(), o.to_json())),
+                            |i, r| run.rejects.push((i, r)),
+                        );
+                        run
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("a replay partition panicked")).collect()
+        });
+        let mut outputs: Vec<(Millis, usize, usize, &[u8])> = Vec::new();
+        let mut rejects = Vec::new();
+        for (p, run) in results.iter().enumerate() {
+            summary.add(&run.counts);
+            outputs.extend(run.outputs.iter().enumerate().map(|(k, (t, json))| (*t, p, k, json.as_slice())));
+            rejects.extend(run.rejects.iter().cloned());
         }
-        flush(&mut outputs, &mut buf, &mut summary)?;
+        outputs.sort_unstable_by_key(|&(t, p, k, _)| (t, p, k));
+        let mut w = io::BufWriter::with_capacity(1 << 16, &mut *out);
+        for (_, _, _, json) in outputs {
+            w.write_all(json)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+        rejects.sort_unstable_by_key(|(i, _)| *i);
+        for (i, rejection) in rejects {
+            let l = &lines[i];
+            dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection });
+        }
     }
-    if let Some(last) = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN) {
-        engine.advance_to(last, &mut outputs);
-    }
-    flush(&mut outputs, &mut buf, &mut summary)?;
-    out.write_all(&buf)?;
     out.flush()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+#[derive(Default)]
+struct Counts {
+    applied: u64,
+    duplicates: u64,
+    rejected: u64,
+    outputs: u64,
+}
+
+#[derive(Default)]
+struct PartitionRun {
+    counts: Counts,
+    outputs: Vec<(Millis, Vec<u8>)>,
+    rejects: Vec<(usize, Rejection)>,
+}
+
+impl ReplaySummary {
+    fn add(&mut self, c: &Counts) {
+        self.applied += c.applied;
+        self.duplicates += c.duplicates;
+        self.rejected += c.rejected;
+        self.outputs += c.outputs;
+    }
+}
+
+/// Runs one engine over its lines (index, line), then advances it to `last`.
+fn run_partition<'a>(
+    engine: &mut Engine,
+    lines: impl Iterator<Item = (usize, &'a Line<'a>)>,
+    last: Option<Millis>,
+    mut emit: impl FnMut(&Output),
+    mut reject: impl FnMut(usize, Rejection),
+) -> Counts {
+    let mut counts = Counts::default();
+    let mut outputs: Vec<Output> = Vec::new();
+    let mut drain = |outputs: &mut Vec<Output>, counts: &mut Counts| {
+        for o in outputs.drain(..) {
+            emit(&o);
+            counts.outputs += 1;
+        }
+    };
+    for (i, l) in lines {
+        match engine.apply_bytes(l.bytes, None, &mut outputs) {
+            Ok(Outcome::Applied) => counts.applied += 1,
+            Ok(Outcome::Duplicate) => counts.duplicates += 1,
+            Err(rejection) => {
+                counts.rejected += 1;
+                reject(i, rejection);
+            }
+        }
+        drain(&mut outputs, &mut counts);
+    }
+    if let Some(last) = last {
+        engine.advance_to(last, &mut outputs);
+    }
+    drain(&mut outputs, &mut counts);
+    counts
+}
+
+/// The partition of a line's customer. The id is found by substring search, as the timestamp is;
+/// an id with escapes takes a full parse, and a line with no readable id (bad input, rejected
+/// later) goes to partition 0.
+fn partition_of(finder: &memmem::Finder<'_>, line: &[u8], partitions: u32) -> u32 {
+    match quick_string_field(finder, line) {
+        Some(id) if !id.contains(&b'\\') => kafka_partition(id, partitions),
+        _ => match crate::event::parse(line, None) {
+            Ok(event) => kafka_partition(event.customer_id.as_bytes(), partitions),
+            Err(_) => 0,
+        },
+    }
 }
 
 struct Line<'a> {
@@ -120,7 +248,13 @@ fn ordered_lines(inputs: &[Input]) -> Vec<Line<'_>> {
 }
 
 fn quick_timestamp(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<Millis> {
-    let at = finder.find(line)? + b"\"timestamp\"".len();
+    parse_rfc3339(std::str::from_utf8(quick_string_field(finder, line)?).ok()?)
+}
+
+/// The raw text of the first string value after the key `finder` looks for (`"key"`), up to the
+/// next quote; `None` when the key is absent or not followed by a string.
+fn quick_string_field<'a>(finder: &memmem::Finder<'_>, line: &'a [u8]) -> Option<&'a [u8]> {
+    let at = finder.find(line)? + finder.needle().len();
     let rest = &line[at..];
     let open = rest.iter().position(|b| *b == b'"')?;
     if !rest[..open].iter().all(|b| *b == b':' || b.is_ascii_whitespace()) {
@@ -128,7 +262,7 @@ fn quick_timestamp(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<Millis> {
     }
     let value = &rest[open + 1..];
     let close = value.iter().position(|b| *b == b'"')?;
-    parse_rfc3339(std::str::from_utf8(&value[..close]).ok()?)
+    Some(&value[..close])
 }
 
 /// A dead letter as a JSON line: where it came from, why, and the original line untouched
@@ -149,7 +283,11 @@ pub fn dead_letter_json(inputs: &[Input], d: &DeadLetter<'_>) -> String {
     .to_string()
 }
 
-/// Counts of rejections by reason, for summaries.
-pub fn rejected_by_reason(engine: &Engine) -> Vec<(RejectReason, u64)> {
-    RejectReason::ALL.into_iter().map(|r| (r, engine.stats().rejected[r as usize])).filter(|(_, n)| *n > 0).collect()
+/// Counts of rejections by reason over all `engines`, for summaries.
+pub fn rejected_by_reason(engines: &[Engine]) -> Vec<(RejectReason, u64)> {
+    RejectReason::ALL
+        .into_iter()
+        .map(|r| (r, engines.iter().map(|e| e.stats().rejected[r as usize]).sum()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
