@@ -1,0 +1,97 @@
+//! Properties of the engine over arbitrary input: it never panics, every rejection has a reason,
+//! scores stay in range and explained, and a customer's outputs never go back in time.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+const PLANS: [&str; 3] = ["starter", "pro", "enterprise"];
+
+/// A random but well-formed event of any type for one of a few customers.
+fn any_event() -> impl Strategy<Value = (String, f64, &'static str, Value)> {
+    let kinds = prop_oneof![
+        (0u32..6, 0u32..12).prop_map(|(f, u)| (
+            "feature_used",
+            json!({"feature": format!("f{f}"), "user_id": format!("u{u}"), "quantity": f})
+        )),
+        (0u32..7200).prop_map(|d| ("session", json!({"duration_seconds": d}))),
+        (0u32..5, 0usize..4)
+            .prop_map(|(t, p)| ("ticket_opened", json!({"ticket_id": format!("t{t}"), "priority": PRIORITIES[p]}))),
+        (0u32..5).prop_map(|t| ("ticket_resolved", json!({"ticket_id": format!("t{t}")}))),
+        (0u32..5).prop_map(|t| ("ticket_reopened", json!({"ticket_id": format!("t{t}")}))),
+        (1u32..=5).prop_map(|r| ("csat_response", json!({"rating": r}))),
+        (0u32..=10).prop_map(|s| ("nps_response", json!({"score": s}))),
+        (0u32..3, 0u32..50).prop_map(|(p, s)| (
+            "subscription_changed",
+            json!({"plan": PLANS[p as usize], "mrr": s * 100, "seats": s})
+        )),
+        (0u32..400).prop_map(|d| (
+            "subscription_renewed",
+            json!({"renewal_date": healthscore::event::format_rfc3339(at(d as f64))})
+        )),
+        Just(("subscription_cancelled", json!({}))),
+        (0u32..4).prop_map(|i| ("payment_failed", json!({"invoice_id": format!("i{i}"), "amount": 10}))),
+        (0u32..4).prop_map(|i| ("invoice_overdue", json!({"invoice_id": format!("i{i}"), "amount": 10}))),
+        (0u32..4).prop_map(|i| ("invoice_paid", json!({"invoice_id": format!("i{i}"), "amount": 10}))),
+    ];
+    (0u32..4, 0f64..200.0, kinds).prop_map(|(c, day, (kind, fields))| (format!("c{c}"), day, kind, fields))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Whatever the events and their order, scores are 0–100, contributions add up to the score,
+    /// and each customer's outputs are in time order (from its first event to its eviction).
+    #[test]
+    fn outputs_are_sane_for_any_event_sequence(events in prop::collection::vec(any_event(), 1..300), advance in 0f64..300.0) {
+        let mut h = Harness::new();
+        for (customer, day, kind, fields) in events {
+            let _ = h.send(&customer, at(day), kind, fields);
+        }
+        h.advance(at(advance));
+        let mut last_time = std::collections::BTreeMap::new();
+        for o in h.json() {
+            let score = o["score"].as_f64().unwrap();
+            prop_assert!((0.0..=100.0).contains(&score));
+            if o["type"] == "score_changed" {
+                let sum: f64 = o["components"].as_array().unwrap().iter().map(|c| c["contribution"].as_f64().unwrap()).sum();
+                prop_assert!((sum - score).abs() < 0.25, "contributions {} vs score {}", sum, score);
+            }
+            let t = o["timestamp"].as_str().unwrap().to_string();
+            let c = o["customer_id"].as_str().unwrap().to_string();
+            if let Some(prev) = last_time.insert(c.clone(), t.clone()) {
+                prop_assert!(prev <= t, "a customer's outputs went back in time: {} then {}", prev, t);
+            }
+            if o["reason"] == "final" {
+                // Evicted: a later (possibly late) event starts a new customer with a new clock.
+                last_time.remove(&c);
+            }
+        }
+    }
+
+    /// Arbitrary bytes never panic the engine; anything not applied is rejected with a reason
+    /// and a message.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut h = Harness::new();
+        if let Err(r) = h.send_bytes(&bytes) {
+            prop_assert!(!r.message.is_empty());
+        }
+    }
+
+    /// Valid events with one byte changed never panic either (the nastier fuzz: almost JSON).
+    #[test]
+    fn mutated_events_never_panic(e in any_event(), at_byte in any::<prop::sample::Index>(), to in any::<u8>()) {
+        let (customer, day, kind, fields) = e;
+        let mut bytes = event(&customer, "e1", at(day), kind, fields);
+        let i = at_byte.index(bytes.len());
+        bytes[i] = to;
+        let mut h = Harness::new();
+        if let Err(r) = h.send_bytes(&bytes) {
+            prop_assert!(!r.message.is_empty());
+        }
+    }
+}
