@@ -106,8 +106,29 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    g.bench_function("parse_apply_score_batched", |b| {
+        b.iter_batched_ref(
+            || base.clone(),
+            |engine| {
+                let mut out = Vec::with_capacity(1024);
+                let mut results = Vec::with_capacity(BATCH);
+                let mut batch: Vec<(&[u8], Option<healthscore::event::Source>)> = Vec::with_capacity(BATCH);
+                for chunk in measured.chunks(BATCH) {
+                    batch.clear();
+                    batch.extend(chunk.iter().map(|e| (e.as_slice(), None)));
+                    engine.apply_batch(&batch, &mut results, &mut out);
+                    results.clear();
+                    out.clear();
+                }
+            },
+            BatchSize::PerIteration,
+        )
+    });
     g.finish();
 }
+
+/// Inputs per `apply_batch` call, as a Kafka poll would deliver them.
+const BATCH: usize = 512;
 
 criterion_group!(benches, bench);
 criterion_main!(benches);

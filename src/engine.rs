@@ -169,6 +169,34 @@ impl Engine {
         result
     }
 
+    /// Parses and applies a batch of raw inputs in order, pushing one result per input to
+    /// `results`. Same outcome as calling [`Engine::apply_bytes`] on each in turn, but faster
+    /// on large populations: every input is parsed first and the memory of the customers it
+    /// touches is prefetched, so the cache misses of a batch overlap instead of coming one at a
+    /// time (with 100,000 customers, state lookups, not arithmetic, dominate the cost of an event).
+    pub fn apply_batch(
+        &mut self,
+        inputs: &[(&[u8], Option<Source>)],
+        results: &mut Vec<Result<Outcome, Rejection>>,
+        out: &mut Vec<Output>,
+    ) {
+        let parsed: Vec<Result<Event<'_>, Rejection>> = inputs.iter().map(|(b, topic)| parse(b, *topic)).collect();
+        for event in parsed.iter().flatten() {
+            if let Some(slot) = self.store.find(&event.customer_id) {
+                self.store.get(slot).expect("found").prefetch(day_of(event.timestamp));
+            }
+        }
+        for p in parsed {
+            let result = p.and_then(|event| self.apply_event(&event, out));
+            if let Err(r) = &result {
+                if r.reason != RejectReason::TooLate {
+                    self.stats.rejected[r.reason as usize] += 1;
+                }
+            }
+            results.push(result);
+        }
+    }
+
     /// Applies one event, appending any outputs it causes (including those of timers that stream
     /// time passes on the way) to `out`.
     pub fn apply_event(&mut self, event: &Event<'_>, out: &mut Vec<Output>) -> Result<Outcome, Rejection> {

@@ -145,6 +145,10 @@ pub fn replay(
     Ok(summary)
 }
 
+/// Lines per [`Engine::apply_batch`] call: enough for the prefetches of a batch to overlap,
+/// few enough that its customers stay in cache until they are applied.
+const BATCH: usize = 512;
+
 #[derive(Default)]
 struct Counts {
     applied: u64,
@@ -185,13 +189,24 @@ fn run_partition<'a>(
             counts.outputs += 1;
         }
     };
-    for (i, l) in lines {
-        match engine.apply_bytes(l.bytes, None, &mut outputs) {
-            Ok(Outcome::Applied) => counts.applied += 1,
-            Ok(Outcome::Duplicate) => counts.duplicates += 1,
-            Err(rejection) => {
-                counts.rejected += 1;
-                reject(i, rejection);
+    let mut lines = lines.peekable();
+    let mut chunk: Vec<(usize, &[u8])> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(&[u8], Option<crate::event::Source>)> = Vec::with_capacity(BATCH);
+    let mut results = Vec::with_capacity(BATCH);
+    while lines.peek().is_some() {
+        chunk.clear();
+        chunk.extend(lines.by_ref().take(BATCH).map(|(i, l)| (i, l.bytes)));
+        batch.clear();
+        batch.extend(chunk.iter().map(|(_, bytes)| (*bytes, None)));
+        engine.apply_batch(&batch, &mut results, &mut outputs);
+        for ((i, _), result) in chunk.iter().zip(results.drain(..)) {
+            match result {
+                Ok(Outcome::Applied) => counts.applied += 1,
+                Ok(Outcome::Duplicate) => counts.duplicates += 1,
+                Err(rejection) => {
+                    counts.rejected += 1;
+                    reject(*i, rejection);
+                }
             }
         }
         drain(&mut outputs, &mut counts);

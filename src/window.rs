@@ -37,6 +37,16 @@ impl<T: Copy + Default, const N: usize> Default for DailyRing<T, N> {
 }
 
 impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
+    /// Where the bucket of `day` lives (for prefetching; the bucket may hold another day).
+    pub fn bucket_ptr(&self, day: Day) -> *const u8 {
+        &self.buckets[day as usize % N] as *const T as *const u8
+    }
+
+    /// The start of the ring's storage (for prefetching).
+    pub fn as_ptr(&self) -> *const u8 {
+        self as *const Self as *const u8
+    }
+
     /// The newest day the ring holds.
     pub fn head(&self) -> Day {
         self.head
