@@ -62,12 +62,13 @@ proptest! {
             }
             let t = o["timestamp"].as_str().unwrap().to_string();
             let c = o["customer_id"].as_str().unwrap().to_string();
-            if let Some(prev) = last_time.insert(c.clone(), t.clone()) {
-                prop_assert!(prev <= t, "a customer's outputs went back in time: {} then {}", prev, t);
-            }
-            if o["reason"] == "final" {
-                // Evicted: a later (possibly late) event starts a new customer with a new clock.
+            if o["reason"] == "first_score" {
+                // A new customer, or one evicted earlier and started again by a later (possibly
+                // late) event: a new lifetime with a clock of its own.
                 last_time.remove(&c);
+            }
+            if let Some(prev) = last_time.insert(c, t.clone()) {
+                prop_assert!(prev <= t, "a customer's outputs went back in time: {} then {}", prev, t);
             }
         }
     }
