@@ -181,13 +181,17 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let parsed: Vec<Result<Event<'_>, Rejection>> = inputs.iter().map(|(b, topic)| parse(b, *topic)).collect();
-        for event in parsed.iter().flatten() {
-            if let Some(slot) = self.store.find(&event.customer_id) {
+        let mut hints = Vec::with_capacity(parsed.len());
+        for p in &parsed {
+            let slot = p.as_ref().ok().and_then(|event| {
+                let slot = self.store.find(&event.customer_id)?;
                 self.store.get(slot).expect("found").prefetch(day_of(event.timestamp));
-            }
+                Some(slot)
+            });
+            hints.push(slot);
         }
-        for p in parsed {
-            let result = p.and_then(|event| self.apply_event(&event, out));
+        for (p, hint) in parsed.into_iter().zip(hints) {
+            let result = p.and_then(|event| self.apply_event_with_hint(&event, hint, out));
             if let Err(r) = &result {
                 if r.reason != RejectReason::TooLate {
                     self.stats.rejected[r.reason as usize] += 1;
@@ -200,6 +204,17 @@ impl Engine {
     /// Applies one event, appending any outputs it causes (including those of timers that stream
     /// time passes on the way) to `out`.
     pub fn apply_event(&mut self, event: &Event<'_>, out: &mut Vec<Output>) -> Result<Outcome, Rejection> {
+        self.apply_event_with_hint(event, None, out)
+    }
+
+    /// [`Engine::apply_event`] with the slot a batch lookup found for the customer; checked
+    /// before use (timers may have evicted the customer since), so a stale hint costs nothing.
+    fn apply_event_with_hint(
+        &mut self,
+        event: &Event<'_>,
+        hint: Option<u32>,
+        out: &mut Vec<Output>,
+    ) -> Result<Outcome, Rejection> {
         let ts = event.timestamp;
         let horizon = HISTORY_DAYS as Millis * DAY_MS;
         if self.stream_time != Millis::MIN && ts < self.stream_time - horizon {
@@ -207,7 +222,8 @@ impl Engine {
         }
         self.observe(ts, out);
 
-        let slot = match self.store.find(&event.customer_id) {
+        let hinted = hint.filter(|&s| self.store.get(s).is_some_and(|c| c.id == *event.customer_id));
+        let slot = match hinted.or_else(|| self.store.find(&event.customer_id)) {
             Some(slot) => slot,
             None => {
                 let mut customer = Customer::new(&event.customer_id, ts);

@@ -109,16 +109,30 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
 ///
 /// Entries are sorted by key, so recording a sighting (on every usage event) is a binary search
 /// even for an account with hundreds of users; counting (only when scoring) is a scan.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct RecencySet {
     entries: Vec<(u32, Day)>,
+    /// Where the last key touched sits: a user's events come in runs, so the next touch is
+    /// often the same key, found without a search.
+    last: u32,
 }
+
+/// Equal when they hold the same entries (the search hint is not state).
+impl PartialEq for RecencySet {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for RecencySet {}
 
 impl RecencySet {
     /// Records `key` as seen on `day`; returns the day it was last seen before, if it was.
     pub fn touch(&mut self, key: u32, day: Day, cap: usize) -> Option<Day> {
-        let at = match self.entries.binary_search_by_key(&key, |e| e.0) {
+        let hit = self.entries.get(self.last as usize).filter(|e| e.0 == key).map(|_| self.last as usize);
+        let at = match hit.map_or_else(|| self.entries.binary_search_by_key(&key, |e| e.0), Ok) {
             Ok(i) => {
+                self.last = i as u32;
                 let before = self.entries[i].1;
                 self.entries[i].1 = before.max(day);
                 return Some(before);
