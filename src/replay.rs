@@ -147,7 +147,7 @@ pub fn replay(
 
 /// Lines per [`Engine::apply_batch`] call: enough for the prefetches of a batch to overlap,
 /// few enough that its customers stay in cache until they are applied.
-const BATCH: usize = 512;
+const BATCH: usize = 64;
 
 #[derive(Default)]
 struct Counts {
