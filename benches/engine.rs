@@ -30,6 +30,21 @@ fn events(customers: u32, days: u32) -> Vec<Vec<u8>> {
     Generator::new(cfg).map(|e| e.json.into_bytes()).collect()
 }
 
+/// The lines of `buffer` (the concatenation of `lines`), as slices into it. Benchmarks read their
+/// input from one contiguous buffer, as a Kafka fetch or a replay file delivers it: separately
+/// allocated lines would add a cold cache miss per event that no real input has.
+fn slices<'a>(buffer: &'a [u8], lines: &[Vec<u8>]) -> Vec<&'a [u8]> {
+    let mut at = 0;
+    lines
+        .iter()
+        .map(|l| {
+            let line = &buffer[at..at + l.len()];
+            at += l.len();
+            line
+        })
+        .collect()
+}
+
 #[derive(Deserialize)]
 #[allow(dead_code)]
 struct Reference<'a> {
@@ -46,15 +61,7 @@ struct Reference<'a> {
 fn bench(c: &mut Criterion) {
     let lines = events(200, 60);
     let buffer: Vec<u8> = lines.concat();
-    let mut at = 0;
-    let sample: Vec<&[u8]> = lines
-        .iter()
-        .map(|e| {
-            let line = &buffer[at..at + e.len()];
-            at += e.len();
-            line
-        })
-        .collect();
+    let sample = slices(&buffer, &lines);
     let mut g = c.benchmark_group("hot_path");
     g.throughput(Throughput::Elements(sample.len() as u64));
     g.sample_size(10).measurement_time(Duration::from_secs(8));
@@ -101,15 +108,7 @@ fn bench(c: &mut Criterion) {
     // One contiguous buffer, as a Kafka fetch or a replay file delivers messages (separately
     // allocated lines would add a cold cache miss per event that no real input has).
     let buffer: Vec<u8> = measured.concat();
-    let mut at = 0;
-    let measured: Vec<&[u8]> = measured
-        .iter()
-        .map(|e| {
-            let line = &buffer[at..at + e.len()];
-            at += e.len();
-            line
-        })
-        .collect();
+    let measured = slices(&buffer, &measured);
     let measured = &measured;
     eprintln!("warm engine: {} customers, {warm} warm-up events, {} measured", base.customer_count(), measured.len());
     let mut g = c.benchmark_group("engine_100k_customers");
