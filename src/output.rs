@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::event::{format_rfc3339, Millis};
 use crate::rules::{AlertKind, Evidence, RuleId, Severity};
+pub use crate::score::round_to;
 use crate::score::Band;
 
 /// Version of the output schemas, sent as a Kafka header with every output.
@@ -145,15 +146,4 @@ fn rule_name<S: Serializer>(rule: &RuleId, s: S) -> Result<S::Ok, S::Error> {
 
 fn evidence_map<S: Serializer>(evidence: &[(&'static str, Evidence)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(evidence.iter().map(|(k, v)| (*k, v)))
-}
-
-/// Rounds to `decimals` places, so output bytes do not carry float noise.
-pub fn round_to(x: f64, decimals: i32) -> f64 {
-    let f = 10f64.powi(decimals);
-    let r = (x * f).round() / f;
-    if r == 0.0 {
-        0.0 // no "-0.0"
-    } else {
-        r
-    }
 }

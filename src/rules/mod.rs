@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::score::Band;
+use crate::score::{round_to, Band};
 use crate::signal::{Signal, Signals};
 use crate::window::Day;
 
@@ -186,7 +186,7 @@ impl From<Option<f64>> for Evidence {
 
 /// A signal as evidence, rounded to 2 decimals so outputs carry no float noise.
 fn ev(signals: &Signals, s: Signal) -> (&'static str, Evidence) {
-    (s.name(), signals.get(s).map(round2).into())
+    (s.name(), signals.get(s).map(|v| round_to(v, 2)).into())
 }
 
 impl RuleSet {
@@ -237,7 +237,7 @@ impl Rule {
                     vec![
                         ("previous_band", Evidence::Text(previous.as_str())),
                         ("band", Evidence::Text(input.band.as_str())),
-                        ("score", Evidence::Number(round1(input.score))),
+                        ("score", Evidence::Number(round_to(input.score, 1))),
                     ],
                 )
             }
@@ -254,9 +254,9 @@ impl Rule {
                         self.days, input.score
                     ),
                     vec![
-                        ("peak_score", Evidence::Number(round1(peak))),
-                        ("score", Evidence::Number(round1(input.score))),
-                        ("drop", Evidence::Number(round1(drop))),
+                        ("peak_score", Evidence::Number(round_to(peak, 1))),
+                        ("score", Evidence::Number(round_to(input.score, 1))),
+                        ("drop", Evidence::Number(round_to(drop, 1))),
                         ("within_days", Evidence::Number(self.days as f64)),
                     ],
                 )
@@ -298,7 +298,7 @@ impl Rule {
                     format!("renewal in {days} days with a {} score of {:.1}", input.band.as_str(), input.score),
                     vec![
                         ev(s, Signal::DaysToRenewal),
-                        ("score", Evidence::Number(round1(input.score))),
+                        ("score", Evidence::Number(round_to(input.score, 1))),
                         ev(s, Signal::Mrr),
                     ],
                 )
@@ -336,18 +336,10 @@ impl Rule {
                     vec![
                         ev(s, Signal::LastNps),
                         ev(s, Signal::CsatAvg90d),
-                        ("score", Evidence::Number(round1(input.score))),
+                        ("score", Evidence::Number(round_to(input.score, 1))),
                     ],
                 )
             }
         }
     }
-}
-
-fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
-}
-
-fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
 }
