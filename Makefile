@@ -4,10 +4,16 @@ CARGO ?= cargo
 # by the built-in generator (~1 s). Same seed, same bytes, on every machine.
 SAMPLE := target/sample/events.ndjson
 
-.PHONY: run test build bench lint fmt clean
+.PHONY: run replay test build bench lint fmt clean
 
-## Replay the bundled sample history through the engine (no Kafka needed) and show a summary.
-run: build $(SAMPLE)
+## The whole pipeline on an in-process mock Kafka cluster with a synthetic population (no Kafka
+## needed): a live summary every second for DURATION seconds (Ctrl-C stops it sooner).
+DURATION ?= 30
+run: build
+	./target/release/healthscore demo --duration $(DURATION)
+
+## Replay the bundled sample history through the engine and show a summary.
+replay: build $(SAMPLE)
 	./target/release/healthscore replay --input $(SAMPLE) --output target/sample/output.ndjson --dead-letters target/sample/dead-letters.ndjson
 	@echo "outputs: target/sample/output.ndjson   dead letters: target/sample/dead-letters.ndjson"
 	@echo "latest alerts:"; grep '"type":"alert"' target/sample/output.ndjson | tail -n 5 | cut -c1-240

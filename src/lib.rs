@@ -4,6 +4,7 @@ pub mod event;
 pub mod generate;
 pub mod hash;
 pub mod output;
+pub mod pipeline;
 pub mod partition;
 pub mod replay;
 pub mod rules;

@@ -9,7 +9,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
 use healthscore::engine::{Engine, EngineConfig};
+use healthscore::pipeline::demo::{run_demo, DemoOptions};
+use healthscore::pipeline::{Config, Processor, Stats};
 use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
 use healthscore::score::{Band, Scorecard};
@@ -18,8 +23,17 @@ use healthscore::signal::Signal;
 #[derive(Parser)]
 #[command(name = "healthscore", version, about = "Customer events in, customer health scores and churn alerts out")]
 struct Cli {
+    /// Log format for the service commands (`run`, `demo`); the level comes from RUST_LOG.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -56,6 +70,39 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Run the service: consume the three input topics, emit scores and alerts (see README).
+    Run {
+        /// Configuration TOML (environment overrides: HEALTHSCORE__SECTION__KEY=value).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Check a service configuration and print the effective settings (file + environment).
+    CheckConfig {
+        /// Configuration TOML.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// The whole pipeline on an in-process mock Kafka cluster with a synthetic population:
+    /// no Kafka needed.
+    Demo {
+        #[arg(long, default_value_t = 2000)]
+        customers: u32,
+        #[arg(long, default_value_t = 120)]
+        days: u32,
+        #[arg(long, default_value_t = GenConfig::default().seed)]
+        seed: u64,
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Input events per second the generator sends.
+        #[arg(long, default_value_t = 50_000.0)]
+        rate: f64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Scorecard TOML (default: the built-in scorecard).
+        #[arg(long)]
+        scorecard: Option<PathBuf>,
+    },
     /// Write a synthetic population's event history as NDJSON (healthy, declining, silently
     /// churning, expanding, onboarding and payment-trouble customers, with a little bad input).
     Generate {
@@ -80,6 +127,13 @@ enum Command {
         /// Where to write the churn labels (CSV: customer_id,churn_date).
         #[arg(long)]
         labels: Option<PathBuf>,
+        /// Send the events to these Kafka brokers (the three default input topics) instead of
+        /// writing NDJSON.
+        #[arg(long, conflicts_with = "output")]
+        brokers: Option<String>,
+        /// With --brokers: events per second (default: as fast as the brokers take them).
+        #[arg(long, requires = "brokers")]
+        rate: Option<f64>,
     },
     /// Check a scorecard file and print what it compiles to.
     CheckScorecard {
@@ -90,6 +144,82 @@ enum Command {
     DefaultScorecard,
     /// List the signals a scorecard component can use.
     Signals,
+}
+
+/// Runs the service on a tokio runtime: the processor on its own thread (its Kafka calls block),
+/// signals on the runtime. SIGINT/SIGTERM stop it gracefully: the in-flight batch is committed
+/// and the process exits 0; a fatal error exits non-zero with the reason logged.
+fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Stats::default());
+        let processor = tokio::task::spawn_blocking({
+            let (config, scorecard, stats) = (config.clone(), scorecard.clone(), stats.clone());
+            move || Processor::new(config, scorecard, stats)
+        })
+        .await
+        .context("processor start panicked")??;
+        let worker = std::thread::Builder::new().name("processor".into()).spawn({
+            let stop = stop.clone();
+            move || processor.run(&stop)
+        })?;
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+        let watcher = std::thread::spawn(move || {
+            let r = worker.join();
+            let _ = done_tx.send(());
+            r
+        });
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = &mut done_rx => {}
+        }
+        stop.store(true, Ordering::Relaxed);
+        let result = watcher.join().map_err(|_| anyhow::anyhow!("processor thread panicked"))?;
+        match result {
+            Ok(Ok(())) => {
+                tracing::info!("stopped");
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "fatal error; stopping");
+                Err(e)
+            }
+            Err(_) => bail!("processor thread panicked"),
+        }
+    })
+}
+
+/// Sets `flag` on Ctrl-C (SIGINT) or SIGTERM, from a small runtime of its own.
+fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+        rt.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        flag.store(true, Ordering::Relaxed);
+    })?;
+    Ok(())
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -104,7 +234,42 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
+        init_logs(cli.log_format);
+    }
     match cli.command {
+        Command::Run { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            let scorecard = Arc::new(load_scorecard(config.scorecard.as_ref())?);
+            serve(Arc::new(config), scorecard)
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(config.as_deref(), std::env::vars())?;
+            load_scorecard(config.scorecard.as_ref())?;
+            print_out(&format!("# configuration is valid; effective settings:\n{}", config.to_toml()))
+        }
+        Command::Demo { customers, days, seed, partitions, rate, duration, scorecard } => {
+            let scorecard = Arc::new(load_scorecard(scorecard.as_ref())?);
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc_flag(flag)?;
+            let options = DemoOptions {
+                customers,
+                days,
+                seed,
+                partitions,
+                rate,
+                duration: duration.map(Duration::from_secs),
+                every: Duration::from_secs(1),
+            };
+            let s = run_demo(&options, scorecard, stop, |line| println!("{line}"))?;
+            println!(
+                "demo done: {} events sent, {} consumed, {} customers (green {}, yellow {}, red {}), {} score changes, {} alerts, {} dead letters",
+                s.sent, s.consumed, s.customers, s.bands[Band::Green as usize], s.bands[Band::Yellow as usize],
+                s.bands[Band::Red as usize], s.score_changes, s.alerts, s.dead_letters
+            );
+            Ok(())
+        }
         Command::Replay {
             input,
             output,
@@ -201,7 +366,18 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { customers, days, seed, end, bad_input_rate, duplicate_rate, output, labels } => {
+        Command::Generate {
+            customers,
+            days,
+            seed,
+            end,
+            bad_input_rate,
+            duplicate_rate,
+            output,
+            labels,
+            brokers,
+            rate,
+        } => {
             let end = healthscore::event::parse_date_or_datetime(&end)
                 .with_context(|| format!("--end {end:?} is not a date (YYYY-MM-DD) or RFC 3339 date-time"))?;
             let cfg = GenConfig { customers, days, seed, end, bad_input_rate, duplicate_rate };
@@ -211,6 +387,15 @@ fn run(cli: Cli) -> Result<()> {
                     BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
                 write_labels_csv(generator.profiles(), &mut w)?;
                 w.flush()?;
+            }
+            if let Some(brokers) = brokers {
+                let producer = healthscore::pipeline::send::input_producer(&brokers)?;
+                let topics = healthscore::pipeline::config::Topics::default();
+                let (stop, sent) = (AtomicBool::new(false), AtomicU64::new(0));
+                let started = std::time::Instant::now();
+                let n = healthscore::pipeline::send::send_events(&producer, &topics, Generator::new(cfg), rate, &stop, &sent)?;
+                eprintln!("sent {n} events to {brokers} in {:.1}s", started.elapsed().as_secs_f64());
+                return Ok(());
             }
             let n = match output {
                 Some(path) => {

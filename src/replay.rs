@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use memchr::memmem;
 
 use crate::engine::{Engine, Outcome};
-use crate::event::{parse_rfc3339, Millis, RejectReason, Rejection};
+use crate::event::{quick_string_field, quick_timestamp, Millis, RejectReason, Rejection};
 use crate::output::Output;
 use crate::partition::kafka_partition;
 
@@ -260,24 +260,6 @@ fn ordered_lines(inputs: &[Input]) -> Vec<Line<'_>> {
         lines.sort_by_key(|l| l.time); // stable: ties keep input order
     }
     lines
-}
-
-fn quick_timestamp(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<Millis> {
-    parse_rfc3339(std::str::from_utf8(quick_string_field(finder, line)?).ok()?)
-}
-
-/// The raw text of the first string value after the key `finder` looks for (`"key"`), up to the
-/// next quote; `None` when the key is absent or not followed by a string.
-fn quick_string_field<'a>(finder: &memmem::Finder<'_>, line: &'a [u8]) -> Option<&'a [u8]> {
-    let at = finder.find(line)? + finder.needle().len();
-    let rest = &line[at..];
-    let open = rest.iter().position(|b| *b == b'"')?;
-    if !rest[..open].iter().all(|b| *b == b':' || b.is_ascii_whitespace()) {
-        return None;
-    }
-    let value = &rest[open + 1..];
-    let close = value.iter().position(|b| *b == b'"')?;
-    Some(&value[..close])
 }
 
 /// A dead letter as a JSON line: where it came from, why, and the original line untouched

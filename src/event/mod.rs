@@ -5,11 +5,13 @@
 //! from the input buffer, so the hot path allocates nothing for ids and names without escapes.
 
 mod parse;
+mod quick;
 mod time;
 
 use std::borrow::Cow;
 
 pub use self::parse::{parse, parse_value};
+pub use self::quick::{quick_string_field, quick_timestamp, timestamp_finder};
 pub use self::time::{format_rfc3339, parse_date_or_datetime, parse_rfc3339, Millis, DAY_MS};
 
 /// Which input topic an event belongs to. Event types are unique across topics, so the source of a

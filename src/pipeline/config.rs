@@ -1,0 +1,382 @@
+//! `healthscore run` configuration: a TOML file plus `HEALTHSCORE__SECTION__KEY` environment
+//! overrides, read with the `config` crate, checked in full before anything connects.
+//!
+//! Every problem is reported at once with its key (unknown keys included), so a deployment is
+//! fixed in one round instead of one crash loop per typo.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::EngineConfig;
+use crate::score::ConfigIssue;
+
+/// The whole service configuration. Field docs are the reference; README's Configuration
+/// section shows the same with examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Scorecard TOML; empty: the built-in default scorecard.
+    pub scorecard: Option<PathBuf>,
+    pub kafka: KafkaConfig,
+    pub engine: EngineConfig,
+    pub pipeline: PipelineConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scorecard: None,
+            kafka: KafkaConfig::default(),
+            engine: EngineConfig::default(),
+            pipeline: PipelineConfig::default(),
+        }
+    }
+}
+
+/// Where to read and write, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Consumer group; also the prefix of the default transactional id.
+    pub group_id: String,
+    /// `consumer` (KIP-848, Kafka ≥ 4.0: incremental rebalances decided by the broker) or
+    /// `classic` (JoinGroup/SyncGroup). Both use a range assignment, which keeps partition *n*
+    /// of the three input topics on one instance; the engine needs them together.
+    pub group_protocol: GroupProtocol,
+    /// `exactly_once` or `at_least_once`.
+    pub processing_guarantee: Guarantee,
+    /// How often processed offsets are committed (inside the transaction with exactly-once).
+    /// Shorter: outputs become visible sooner (read_committed sees them only at commit); longer:
+    /// fewer transaction markers. 100 ms is Kafka Streams' exactly-once default.
+    pub commit_interval_ms: u64,
+    /// The producer's `transactional.id` for exactly-once. Must be stable across restarts of
+    /// one instance (so a restarted instance fences its zombie) and unique among instances.
+    /// Default: `<group_id>-<hostname>` (a StatefulSet pod name is both).
+    pub transactional_id: Option<String>,
+    pub topics: Topics,
+    /// Extra librdkafka properties for the consumer (strings, passed through untouched; they
+    /// override healthscore's defaults).
+    pub consumer: BTreeMap<String, String>,
+    /// Extra librdkafka properties for the producer.
+    pub producer: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "healthscore".into(),
+            group_protocol: GroupProtocol::Consumer,
+            processing_guarantee: Guarantee::ExactlyOnce,
+            commit_interval_ms: 100,
+            transactional_id: None,
+            topics: Topics::default(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupProtocol {
+    Consumer,
+    Classic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guarantee {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
+/// Topic names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Topics {
+    pub usage: String,
+    pub support: String,
+    pub billing: String,
+    pub output: String,
+    pub dead_letter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Topics {
+            usage: "product-usage".into(),
+            support: "support".into(),
+            billing: "billing".into(),
+            output: "customer-health".into(),
+            dead_letter: "customer-health-dlq".into(),
+        }
+    }
+}
+
+impl Topics {
+    /// The three input topics in source order (usage, support, billing).
+    pub fn inputs(&self) -> [&str; 3] {
+        [&self.usage, &self.support, &self.billing]
+    }
+}
+
+/// How the processor orders, buffers and paces input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Messages buffered per input partition before it is paused (resumed at half). Bounds
+    /// memory when one topic runs ahead of the others or processing falls behind.
+    pub max_buffered_per_partition: usize,
+    /// How long a partition's merge waits for a topic that has unread data on the broker but
+    /// nothing fetched yet, before going on without it (Kafka Streams' `max.task.idle.ms`).
+    /// Waiting keeps event-time order across the three topics; a topic at its end never blocks.
+    pub max_task_idle_ms: u64,
+    /// When a partition has had no input for this long (wall clock), stream time moves on by
+    /// the wall-clock time that passed, so silent customers still age. 0 turns it off.
+    pub idle_advance_secs: u64,
+    /// Give up a graceful shutdown after this long.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_buffered_per_partition: 50_000,
+            max_task_idle_ms: 5_000,
+            idle_advance_secs: 60,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// A configuration that could not be loaded: every problem with its key.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid configuration {} ({} problem(s)):", self.source_name, self.issues.len())?;
+        for issue in &self.issues {
+            write!(f, "\n  {}: {}", issue.key, issue.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// The environment prefix: `HEALTHSCORE__KAFKA__BROKERS=host:9092` sets `kafka.brokers`.
+pub const ENV_PREFIX: &str = "HEALTHSCORE";
+
+impl Config {
+    /// Loads `file` (if given) with environment overrides from `env` (name, value) pairs, and
+    /// checks it. Pass `std::env::vars()` in the binary; tests pass their own.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let source_name = file.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string());
+        let fail = |key: &str, reason: String| ConfigError {
+            source_name: source_name.clone(),
+            issues: vec![ConfigIssue::new(key, reason)],
+        };
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", format!("cannot read: {e}")))?;
+            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        }
+        let prefix = format!("{ENV_PREFIX}__");
+        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let raw = builder.build().map_err(|e| fail("(file)", e.to_string()))?;
+
+        let mut unknown = Vec::new();
+        let parsed: Result<Config, _> = serde_ignored::deserialize(raw, |path| unknown.push(path.to_string()));
+        let mut issues: Vec<ConfigIssue> =
+            unknown.into_iter().map(|k| ConfigIssue::new(k, "unknown key")).collect();
+        match parsed {
+            Ok(config) => {
+                issues.extend(config.validate());
+                if issues.is_empty() {
+                    Ok(config)
+                } else {
+                    Err(ConfigError { source_name, issues })
+                }
+            }
+            Err(e) => {
+                issues.push(ConfigIssue::new(error_key(&e.to_string()), e.to_string()));
+                Err(ConfigError { source_name, issues })
+            }
+        }
+    }
+
+    /// Checks values that parse but make no sense; each problem with its key.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            issues.push(ConfigIssue::new("kafka.brokers", "must name at least one broker (host:port)"));
+        }
+        if k.group_id.trim().is_empty() {
+            issues.push(ConfigIssue::new("kafka.group_id", "must not be empty"));
+        }
+        if !(1..=60_000).contains(&k.commit_interval_ms) {
+            issues.push(ConfigIssue::new("kafka.commit_interval_ms", "must be between 1 and 60000"));
+        }
+        if k.transactional_id.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            issues.push(ConfigIssue::new("kafka.transactional_id", "must not be empty when set"));
+        }
+        let t = &k.topics;
+        let named = [
+            ("kafka.topics.usage", &t.usage),
+            ("kafka.topics.support", &t.support),
+            ("kafka.topics.billing", &t.billing),
+            ("kafka.topics.output", &t.output),
+            ("kafka.topics.dead_letter", &t.dead_letter),
+        ];
+        for (i, (key, name)) in named.iter().enumerate() {
+            if !valid_topic_name(name) {
+                issues.push(ConfigIssue::new(
+                    *key,
+                    format!("`{name}` is not a valid topic name (1-249 of [a-zA-Z0-9._-])"),
+                ));
+            } else if let Some((other, _)) = named[..i].iter().find(|(_, n)| n == name) {
+                issues.push(ConfigIssue::new(*key, format!("`{name}` is also {other}; every topic must differ")));
+            }
+        }
+        for (section, props, owned) in [
+            ("kafka.consumer", &k.consumer, CONSUMER_OWNED),
+            ("kafka.producer", &k.producer, PRODUCER_OWNED),
+        ] {
+            for key in props.keys() {
+                if owned.contains(&key.as_str()) {
+                    issues.push(ConfigIssue::new(
+                        format!("{section}.\"{key}\""),
+                        "is set by healthscore itself (see the README); use the dedicated setting",
+                    ));
+                }
+            }
+        }
+        for (key, reason) in self.engine.validate() {
+            issues.push(ConfigIssue::new(format!("engine.{key}"), reason));
+        }
+        let p = &self.pipeline;
+        if p.max_buffered_per_partition < 100 {
+            issues.push(ConfigIssue::new("pipeline.max_buffered_per_partition", "must be at least 100"));
+        }
+        if p.shutdown_timeout_secs == 0 {
+            issues.push(ConfigIssue::new("pipeline.shutdown_timeout_secs", "must be at least 1"));
+        }
+        issues
+    }
+
+    /// The transactional id this instance uses.
+    pub fn transactional_id(&self) -> String {
+        self.kafka.transactional_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+                .unwrap_or_else(|| "local".into());
+            format!("{}-{host}", self.kafka.group_id)
+        })
+    }
+
+    /// The effective configuration as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+    }
+}
+
+/// librdkafka properties healthscore sets from its own settings; overriding them through the
+/// pass-through maps would break a guarantee, so they are refused.
+const CONSUMER_OWNED: &[&str] =
+    &["bootstrap.servers", "group.id", "enable.auto.commit", "enable.partition.eof", "isolation.level"];
+const PRODUCER_OWNED: &[&str] = &["bootstrap.servers", "transactional.id", "enable.idempotence"];
+
+fn valid_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Best effort at the key a serde error names (`... for key `kafka.x` ...`).
+fn error_key(message: &str) -> String {
+    message
+        .split_once("for key `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map_or_else(|| "(file)".to_string(), |(key, _)| key.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("healthscore-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:x}.toml", crate::hash::key32(toml)));
+        std::fs::write(&path, toml).unwrap();
+        Config::load(Some(&path), env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.kafka.processing_guarantee, Guarantee::ExactlyOnce);
+        assert_eq!(c.kafka.commit_interval_ms, 100);
+        assert_eq!(c.kafka.topics.inputs(), ["product-usage", "support", "billing"]);
+    }
+
+    #[test]
+    fn file_values_and_environment_overrides() {
+        let c = load(
+            "[kafka]\nbrokers = \"a:1\"\nprocessing_guarantee = \"at_least_once\"\n[kafka.consumer]\n\"fetch.min.bytes\" = \"1\"\n",
+            &[("HEALTHSCORE__KAFKA__BROKERS", "b:2"), ("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "250"), ("OTHER", "x")],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "b:2");
+        assert_eq!(c.kafka.commit_interval_ms, 250);
+        assert_eq!(c.kafka.processing_guarantee, Guarantee::AtLeastOnce);
+        assert_eq!(c.kafka.consumer.get("fetch.min.bytes").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let e = load(
+            "colour = 1\n[kafka]\nbrokerz = \"x\"\ncommit_interval_ms = 0\n[kafka.topics]\noutput = \"billing\"\ndead_letter = \"bad topic\"\n[kafka.producer]\n\"transactional.id\" = \"x\"\n[engine]\nretention_days = 10\n",
+            &[],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.issues.iter().map(|i| i.key.as_str()).collect();
+        for want in [
+            "colour",
+            "kafka.brokerz",
+            "kafka.commit_interval_ms",
+            "kafka.topics.output",
+            "kafka.topics.dead_letter",
+            "kafka.producer.\"transactional.id\"",
+            "engine.retention_days",
+        ] {
+            assert!(keys.contains(&want), "missing {want} in {keys:?}\n{e}");
+        }
+        assert!(e.to_string().contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_key() {
+        let e = load("[kafka]\nprocessing_guarantee = \"twice\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! The Kafka service around the engine (`healthscore run` and `healthscore demo`).
+//!
+//! - [`config`]: the service configuration, loaded and checked in full at start-up.
+//! - [`task`]: one partition's input buffers, merged in event-time order, and its engine (no Kafka).
+//! - [`kafka`]: client properties and start-up topic checks.
+//! - [`processor`]: the consume → process → produce → commit loop, rebalances and recovery.
+//! - [`send`]: producing event histories to the input topics (`generate --brokers`, the demo).
+//! - [`demo`]: the whole pipeline on librdkafka's in-process mock cluster.
+
+pub mod config;
+pub mod demo;
+pub mod kafka;
+pub mod processor;
+pub mod send;
+pub mod task;
+
+pub use self::config::Config;
+pub use self::processor::{Processor, Stats};

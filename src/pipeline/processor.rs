@@ -1,0 +1,614 @@
+//! The Kafka shell around the engine: consume the three input topics in one group, feed each
+//! partition's [`PartitionTask`], produce outputs and dead letters, and commit — inside a
+//! transaction with exactly-once.
+//!
+//! One thread owns the consumer and polls it; rebalance callbacks run inside that poll, on the
+//! same thread, and finish their commit before returning (KAFKA-NOTES pitfalls 1–3). The
+//! tasks live behind a mutex that the loop never holds while polling, so a callback can always
+//! take it; the query API (and the demo's summary) read them through the same mutex.
+//!
+//! Recovery is by re-reading. A partition that arrives (at start, after a rebalance, after an
+//! aborted transaction) starts empty, is read from the beginning of its topics with outputs
+//! suppressed up to the group's committed offsets, then runs normally. Because the task's merge
+//! order depends only on the data, the rebuilt state and every decision after it are the ones
+//! an uninterrupted run makes; nothing committed is emitted twice and nothing uncommitted is
+//! lost. Snapshots will shorten the re-read to the records after the snapshot.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{error, info, warn};
+
+use super::config::{Config, Guarantee};
+use super::kafka::{self, cached_high_watermarks};
+use super::task::{PartitionTask, Processed};
+use crate::engine::Engine;
+use crate::output::Output;
+use crate::score::Scorecard;
+
+/// Counters the shell keeps; read by the demo's summary and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub consumed: [AtomicU64; 3],
+    pub applied: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub restored: AtomicU64,
+    pub score_changes: AtomicU64,
+    pub alerts: AtomicU64,
+    pub commits: AtomicU64,
+    pub aborts: AtomicU64,
+    pub rewinds: AtomicU64,
+    pub rebalances: AtomicU64,
+    pub delivery_failures: AtomicU64,
+    pub assigned_partitions: AtomicI64,
+    /// Every assigned partition restored and consuming.
+    pub ready: AtomicBool,
+}
+
+/// The processor's state shared with the consumer's callbacks and with readers.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub stats: Arc<Stats>,
+    pub state: Mutex<State>,
+    producer: ThreadedProducer<DeliveryCounter>,
+    /// Bumped by every rebalance, so messages polled before one are not mistaken for after.
+    generation: AtomicU64,
+    /// The last few alerts as one-line summaries (for the demo's terminal).
+    pub recent_alerts: Mutex<VecDeque<String>>,
+}
+
+/// The partitions this instance owns.
+pub struct State {
+    pub tasks: BTreeMap<i32, PartitionTask>,
+    scorecard: Arc<Scorecard>,
+    /// Outputs produced since the last commit.
+    dirty: bool,
+    /// Input partitions paused because their buffer is full: (source, partition).
+    paused: HashSet<(usize, i32)>,
+    waiting_since: HashMap<i32, Instant>,
+    last_input: HashMap<i32, Instant>,
+    idle_advanced: HashMap<i32, Instant>,
+    /// Set by a callback that hit an error it cannot handle; the loop stops with it.
+    fatal: Option<anyhow::Error>,
+}
+
+pub struct DeliveryCounter {
+    stats: Arc<Stats>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.stats.delivery_failures.fetch_add(1, Relaxed);
+            warn!(error = %e, "output delivery failed");
+        }
+    }
+}
+
+/// The consumer's context: rebalances go through [`Shared`].
+pub struct Ctx(pub Arc<Shared>);
+
+impl ClientContext for Ctx {}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let shared = &self.0;
+        shared.generation.fetch_add(1, Relaxed);
+        shared.stats.rebalances.fetch_add(1, Relaxed);
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let mut state = shared.lock();
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let prepared = state.assign(shared, consumer, tpl);
+                let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
+                prepared.and(assigned.map_err(|e| anyhow!("assign failed: {e}")))
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let released = state.revoke(shared, consumer, tpl);
+                let unassigned = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
+                released.and(unassigned.map_err(|e| anyhow!("unassign failed: {e}")))
+            }
+            other => Err(anyhow!("rebalance error: {}", RDKafkaErrorCode::from(other))),
+        };
+        if let Err(e) = result {
+            error!(error = %e, "rebalance");
+            state.fatal.get_or_insert(e);
+        }
+        shared.update_readiness(&state);
+    }
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn source_of(&self, topic: &str) -> Option<usize> {
+        self.config.kafka.topics.inputs().iter().position(|t| *t == topic)
+    }
+
+    fn update_readiness(&self, state: &State) {
+        let n = state.tasks.len() as i64;
+        self.stats.assigned_partitions.store(n, Relaxed);
+        self.stats.ready.store(n > 0 && state.tasks.values().all(|t| !t.restoring()), Relaxed);
+    }
+
+    fn new_engine(&self, scorecard: &Arc<Scorecard>) -> Engine {
+        Engine::new(scorecard.clone(), self.config.engine.clone())
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+impl State {
+    /// Prepares new partitions: each starts empty, reads its topics from the beginning and
+    /// restores up to the committed offsets (fetched here; with exactly-once this waits for a
+    /// previous owner's open transaction to end, so no committed output is re-emitted).
+    fn assign(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, tpl: &mut TopicPartitionList) -> anyhow::Result<()> {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), TIMEOUT)
+            .context("cannot read the group's committed offsets")?;
+        let mut resets = Vec::new();
+        for e in committed.elements() {
+            let Some(source) = shared.source_of(e.topic()) else { continue };
+            let p = e.partition();
+            if self.tasks.get(&p).is_some_and(|t| t.inputs[source].position.is_some()) {
+                warn!(partition = p, topic = e.topic(), "partition assigned in pieces; rebuilding its state");
+                resets.push(p);
+            }
+            let task = self.tasks.entry(p).or_insert_with(|| PartitionTask::new(p, shared.new_engine(&self.scorecard)));
+            let input = &mut task.inputs[source];
+            input.restore_until = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            input.committed = input.restore_until;
+            self.last_input.insert(p, Instant::now());
+            tpl.set_partition_offset(e.topic(), p, Offset::Beginning)?;
+            info!(partition = p, topic = e.topic(), committed = ?input.restore_until, "assigned");
+        }
+        for p in resets {
+            self.reset_task(shared, consumer, p, false);
+        }
+        Ok(())
+    }
+
+    /// Lets partitions go: commits what was processed first (the transaction, with
+    /// exactly-once), unless the assignment was lost, in which case it is aborted.
+    fn revoke(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) -> anyhow::Result<()> {
+        if consumer.assignment_lost() {
+            warn!("assignment lost; aborting in-flight work");
+            self.abort(shared, consumer)?;
+        } else {
+            self.commit(shared, consumer, true)?;
+        }
+        for e in tpl.elements() {
+            let p = e.partition();
+            if self.tasks.remove(&p).is_some() {
+                info!(partition = p, "revoked");
+            }
+            for s in 0..3 {
+                self.paused.remove(&(s, p));
+            }
+            self.waiting_since.remove(&p);
+            self.last_input.remove(&p);
+            self.idle_advanced.remove(&p);
+        }
+        Ok(())
+    }
+
+    /// Commits processed offsets: in the open transaction (then starts the next one) with
+    /// exactly-once; after every output is acknowledged with at-least-once.
+    fn commit(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, sync: bool) -> anyhow::Result<()> {
+        let topics = shared.config.kafka.topics.inputs();
+        let mut tpl = TopicPartitionList::new();
+        for (p, task) in &self.tasks {
+            for (s, input) in task.inputs.iter().enumerate() {
+                if let Some(pos) = input.position.filter(|pos| Some(*pos) != input.committed) {
+                    tpl.add_partition_offset(topics[s], *p, Offset::Offset(pos))?;
+                }
+            }
+        }
+        if tpl.count() == 0 && !self.dirty {
+            return Ok(());
+        }
+        let producer = &shared.producer;
+        match shared.config.kafka.processing_guarantee {
+            Guarantee::ExactlyOnce => {
+                let mut backoff = Duration::from_millis(50);
+                loop {
+                    let attempt = (|| -> KafkaResult<()> {
+                        if tpl.count() > 0 {
+                            let group = consumer.group_metadata().ok_or(KafkaError::NoMessageReceived)?;
+                            producer.send_offsets_to_transaction(&tpl, &group, TIMEOUT)?;
+                        }
+                        producer.commit_transaction(TIMEOUT)
+                    })();
+                    match attempt {
+                        Ok(()) => break,
+                        Err(e) => match txn_error(&e) {
+                            TxnError::Retry if backoff < Duration::from_secs(10) => {
+                                warn!(error = %e, "commit failed; retrying");
+                                std::thread::sleep(backoff);
+                                backoff *= 2;
+                            }
+                            TxnError::Fatal => return Err(anyhow!("fatal transaction error: {e}")),
+                            _ => {
+                                warn!(error = %e, "commit failed; aborting and rewinding to the last commit");
+                                return self.abort(shared, consumer);
+                            }
+                        },
+                    }
+                }
+                producer.begin_transaction().map_err(|e| anyhow!("cannot begin a transaction: {e}"))?;
+            }
+            Guarantee::AtLeastOnce => {
+                let failed_before = shared.stats.delivery_failures.load(Relaxed);
+                let flushed = producer.flush(TIMEOUT);
+                if flushed.is_err() || shared.stats.delivery_failures.load(Relaxed) != failed_before {
+                    warn!("outputs not all delivered; rewinding to the last commit");
+                    self.rewind(shared, consumer);
+                    return Ok(());
+                }
+                if tpl.count() > 0 {
+                    let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
+                    if let Err(e) = consumer.commit(&tpl, mode) {
+                        // Not fatal: the offsets are committed again next time, and anything
+                        // re-read after a crash is re-emitted with the same event_ids.
+                        warn!(error = %e, "offset commit failed; will retry");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        for task in self.tasks.values_mut() {
+            for input in &mut task.inputs {
+                if input.position.is_some() {
+                    input.committed = input.position;
+                }
+            }
+        }
+        self.dirty = false;
+        shared.stats.commits.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Aborts the open transaction and rewinds every partition to its last commit.
+    fn abort(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>) -> anyhow::Result<()> {
+        if shared.config.kafka.processing_guarantee == Guarantee::ExactlyOnce {
+            shared.stats.aborts.fetch_add(1, Relaxed);
+            shared.producer.abort_transaction(TIMEOUT).map_err(|e| anyhow!("cannot abort the transaction: {e}"))?;
+            shared.producer.begin_transaction().map_err(|e| anyhow!("cannot begin a transaction: {e}"))?;
+        }
+        self.rewind(shared, consumer);
+        Ok(())
+    }
+
+    /// Throws away every partition's state and re-reads it up to the last commit.
+    fn rewind(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>) {
+        shared.stats.rewinds.fetch_add(1, Relaxed);
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            self.reset_task(shared, consumer, p, true);
+        }
+        self.dirty = false;
+    }
+
+    fn reset_task(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, p: i32, to_last_commit: bool) {
+        let topics = shared.config.kafka.topics.inputs();
+        let old = self.tasks.remove(&p).expect("resetting a known task");
+        let mut task = PartitionTask::new(p, shared.new_engine(&self.scorecard));
+        let mut seek = TopicPartitionList::new();
+        for (s, (new, old)) in task.inputs.iter_mut().zip(&old.inputs).enumerate() {
+            new.committed = if to_last_commit { old.committed } else { old.restore_until };
+            new.restore_until = new.committed;
+            if old.position.is_some() || old.restore_until.is_some() || !old.is_empty() {
+                let _ = seek.add_partition_offset(topics[s], p, Offset::Beginning);
+            }
+        }
+        self.tasks.insert(p, task);
+        if seek.count() > 0 {
+            if let Err(e) = consumer.seek_partitions(seek, TIMEOUT) {
+                self.fatal.get_or_insert(anyhow!("cannot seek partition {p} back: {e}"));
+            }
+        }
+    }
+}
+
+enum TxnError {
+    Retry,
+    Abort,
+    Fatal,
+}
+
+fn txn_error(e: &KafkaError) -> TxnError {
+    match e {
+        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal,
+        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort,
+        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retry,
+        _ => TxnError::Abort,
+    }
+}
+
+/// The running processor: build with [`Processor::new`], drive with [`Processor::run`].
+pub struct Processor {
+    pub shared: Arc<Shared>,
+    consumer: BaseConsumer<Ctx>,
+    partitions: i32,
+}
+
+impl Processor {
+    /// Connects, checks the topics and (with exactly-once) fences older instances of this
+    /// transactional id. Fails fast with the reason.
+    pub fn new(config: Arc<Config>, scorecard: Arc<Scorecard>, stats: Arc<Stats>) -> anyhow::Result<Processor> {
+        let producer: ThreadedProducer<DeliveryCounter> = kafka::producer_config(&config)
+            .create_with_context(DeliveryCounter { stats: stats.clone() })
+            .context("cannot create the producer")?;
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            stats,
+            state: Mutex::new(State {
+                tasks: BTreeMap::new(),
+                scorecard,
+                dirty: false,
+                paused: HashSet::new(),
+                waiting_since: HashMap::new(),
+                last_input: HashMap::new(),
+                idle_advanced: HashMap::new(),
+                fatal: None,
+            }),
+            producer,
+            generation: AtomicU64::new(0),
+            recent_alerts: Mutex::new(VecDeque::new()),
+        });
+        let consumer: BaseConsumer<Ctx> = kafka::consumer_config(&config)
+            .create_with_context(Ctx(shared.clone()))
+            .context("cannot create the consumer")?;
+        let partitions = kafka::check_topics(&consumer, &config)?;
+        if config.kafka.processing_guarantee == Guarantee::ExactlyOnce {
+            shared.producer.init_transactions(TIMEOUT).context("cannot initialise transactions")?;
+            shared.producer.begin_transaction().context("cannot begin a transaction")?;
+        }
+        consumer.subscribe(&config.kafka.topics.inputs()).context("cannot subscribe")?;
+        info!(
+            partitions,
+            guarantee = ?config.kafka.processing_guarantee,
+            group = %config.kafka.group_id,
+            "processor started"
+        );
+        Ok(Processor { shared, consumer, partitions })
+    }
+
+    pub fn partitions(&self) -> i32 {
+        self.partitions
+    }
+
+    /// Runs until `stop` is set, then commits what was processed and leaves the group.
+    pub fn run(self, stop: &AtomicBool) -> anyhow::Result<()> {
+        let Processor { shared, consumer, .. } = self;
+        let config = shared.config.clone();
+        let commit_every = Duration::from_millis(config.kafka.commit_interval_ms);
+        let mut last_commit = Instant::now();
+        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(4096);
+        let mut busy = false;
+        let result = loop {
+            if stop.load(Relaxed) {
+                let mut state = shared.lock();
+                break state.commit(&shared, &consumer, true);
+            }
+            // Poll a batch without holding the lock (rebalance callbacks take it).
+            batch.clear();
+            let mut wait = if busy { Duration::ZERO } else { Duration::from_millis(50) };
+            while batch.len() < 4096 {
+                let generation = shared.generation.load(Relaxed);
+                let polled = consumer.poll(wait);
+                if shared.generation.load(Relaxed) != generation {
+                    batch.clear(); // polled before the rebalance: its partitions may have moved
+                }
+                match polled {
+                    None => break,
+                    Some(Ok(m)) => batch.push(m),
+                    Some(Err(e)) => warn!(error = %e, "consumer error"),
+                }
+                wait = Duration::ZERO;
+            }
+            let mut state = shared.lock();
+            if let Some(e) = state.fatal.take() {
+                break Err(e);
+            }
+            let now = Instant::now();
+            state.enqueue(&shared, &consumer, &batch, now);
+            let step = state.process(&shared, &consumer, now);
+            busy = step.as_ref().is_ok_and(|worked| *worked) || !batch.is_empty();
+            if let Err(e) = step {
+                break Err(e);
+            }
+            if now.duration_since(last_commit) >= commit_every {
+                if let Err(e) = state.commit(&shared, &consumer, false) {
+                    break Err(e);
+                }
+                last_commit = now;
+            }
+            shared.update_readiness(&state);
+        };
+        drop(batch);
+        info!("leaving the group");
+        drop(consumer); // closes: the revoke callback commits nothing more and releases partitions
+        let _ = shared.producer.flush(Duration::from_secs(config.pipeline.shutdown_timeout_secs));
+        result
+    }
+}
+
+impl State {
+    fn enqueue(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, batch: &[BorrowedMessage<'_>], now: Instant) {
+        let max = shared.config.pipeline.max_buffered_per_partition;
+        let mut pause = TopicPartitionList::new();
+        for m in batch {
+            let Some(source) = shared.source_of(m.topic()) else { continue };
+            let p = m.partition();
+            let Some(task) = self.tasks.get_mut(&p) else { continue };
+            shared.stats.consumed[source].fetch_add(1, Relaxed);
+            task.push(source, m.offset(), m.key(), m.payload().unwrap_or_default());
+            self.last_input.insert(p, now);
+            if task.inputs[source].len() >= max && self.paused.insert((source, p)) {
+                let _ = pause.add_partition(m.topic(), p);
+            }
+        }
+        if pause.count() > 0 {
+            if let Err(e) = consumer.pause(&pause) {
+                warn!(error = %e, "cannot pause");
+            }
+        }
+    }
+
+    /// Runs every task as far as its merge allows, sends what it produced, resumes drained
+    /// partitions and moves idle partitions' stream time on. Returns whether anything was done.
+    fn process(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, now: Instant) -> anyhow::Result<bool> {
+        let config = &shared.config;
+        let topics = config.kafka.topics.inputs();
+        let max_idle = Duration::from_millis(config.pipeline.max_task_idle_ms);
+        let mut worked = false;
+        let mut done = Processed::default();
+        for (p, task) in self.tasks.iter_mut() {
+            if task.waiting() {
+                // An empty input at the broker's end does not hold the merge up.
+                for (s, input) in task.inputs.iter_mut().enumerate() {
+                    if input.is_empty() && !input.at_end {
+                        if let Some((low, high)) = cached_high_watermarks(consumer, topics[s], *p) {
+                            input.at_end = input.fetched.unwrap_or(low) >= high;
+                        }
+                    }
+                }
+            }
+            let force = task.waiting()
+                && now.duration_since(*self.waiting_since.entry(*p).or_insert(now)) >= max_idle;
+            if !task.waiting() {
+                self.waiting_since.remove(p);
+            }
+            task.process(usize::MAX, force, &mut done);
+            if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 {
+                let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
+                if idle_for >= Duration::from_secs(config.pipeline.idle_advance_secs) {
+                    let since = *self.idle_advanced.get(p).unwrap_or(&(now - idle_for));
+                    let step = now.duration_since(since).as_millis() as i64;
+                    if step >= 1000 {
+                        if let Some(t) = task.engine.stream_time() {
+                            task.engine.advance_to(t + step, &mut done.outputs);
+                        }
+                        self.idle_advanced.insert(*p, now);
+                    }
+                }
+            } else {
+                self.idle_advanced.remove(p);
+            }
+        }
+        if done.records > 0 || !done.outputs.is_empty() {
+            worked = true;
+            self.send(shared, &done)?;
+        }
+        // Resume partitions that have drained to half their buffer.
+        let mut resume = TopicPartitionList::new();
+        let max = config.pipeline.max_buffered_per_partition;
+        let tasks = &self.tasks;
+        self.paused.retain(|&(s, p)| {
+            let drained = tasks.get(&p).is_none_or(|t| t.inputs[s].len() <= max / 2);
+            if drained {
+                let _ = resume.add_partition(topics[s], p);
+            }
+            !drained
+        });
+        if resume.count() > 0 {
+            if let Err(e) = consumer.resume(&resume) {
+                warn!(error = %e, "cannot resume");
+            }
+        }
+        Ok(worked)
+    }
+
+    /// Produces a step's outputs and dead letters and counts them.
+    fn send(&mut self, shared: &Shared, done: &Processed) -> anyhow::Result<()> {
+        let config = &shared.config;
+        let stats = &shared.stats;
+        let topics = config.kafka.topics.inputs();
+        let mut json = Vec::with_capacity(4096);
+        for o in &done.outputs {
+            json.clear();
+            o.write_json(&mut json);
+            let record = BaseRecord::to(&config.kafka.topics.output)
+                .key(o.customer_id())
+                .payload(&json[..])
+                .timestamp(o.timestamp())
+                .headers(kafka::output_headers(o.type_name()));
+            produce(&shared.producer, record)?;
+            match o {
+                Output::ScoreChanged(_) => stats.score_changes.fetch_add(1, Relaxed),
+                Output::Alert(a) => {
+                    super::demo::remember_alert(
+                        &shared.recent_alerts,
+                        format!("{} {} {} (score {:.0}): {}", a.customer_id, a.rule.as_str(), a.band.as_str(), a.score, a.message),
+                    );
+                    stats.alerts.fetch_add(1, Relaxed)
+                }
+            };
+        }
+        for d in &done.dead_letters {
+            let (record, rejection) = (&d.record, &d.rejection);
+            let headers = kafka::dead_letter_headers(
+                rejection.reason.as_str(),
+                &rejection.message,
+                topics[d.source],
+                d.partition,
+                record.offset,
+            );
+            let mut r = BaseRecord::<[u8], [u8]>::to(&config.kafka.topics.dead_letter)
+                .payload(&record.payload[..])
+                .headers(headers);
+            if let Some(k) = &record.key {
+                r = r.key(&k[..]);
+            }
+            produce(&shared.producer, r)?;
+        }
+        stats.applied.fetch_add(done.applied, Relaxed);
+        stats.duplicates.fetch_add(done.duplicates, Relaxed);
+        stats.dead_letters.fetch_add(done.dead_letters.len() as u64, Relaxed);
+        stats.restored.fetch_add(done.restored as u64, Relaxed);
+        if !done.outputs.is_empty() || !done.dead_letters.is_empty() {
+            self.dirty = true;
+        }
+        Ok(())
+    }
+}
+
+/// Sends one record, waiting while librdkafka's queue is full (backpressure, not loss).
+fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    mut record: BaseRecord<'_, K, P>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(anyhow!("cannot produce to {}: {e}", record_topic(&e))),
+        }
+    }
+}
+
+fn record_topic(e: &KafkaError) -> String {
+    e.rdkafka_error_code().map_or_else(|| "kafka".into(), |c| c.to_string())
+}
