@@ -23,7 +23,8 @@ use crate::window::{day_of, window_start};
 
 /// Engine settings that are not part of the scorecard.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, default)]
+/// Unknown keys are reported by the loader (`pipeline::config`), which lists them all.
+#[serde(default)]
 pub struct EngineConfig {
     /// How far behind the largest event time stream time runs, in seconds. Timers fire only once
     /// stream time passes them, so an event this late still lands before its customer is judged.

@@ -15,7 +15,7 @@ use crate::score::ConfigIssue;
 /// The whole service configuration. Field docs are the reference; README's Configuration
 /// section shows the same with examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     /// Scorecard TOML; empty: the built-in default scorecard.
     pub scorecard: Option<PathBuf>,
@@ -37,7 +37,7 @@ impl Default for Config {
 
 /// Where to read and write, and how.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
     pub brokers: String,
@@ -97,7 +97,7 @@ pub enum Guarantee {
 
 /// Topic names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Topics {
     pub usage: String,
     pub support: String,
@@ -127,7 +127,7 @@ impl Topics {
 
 /// How the processor orders, buffers and paces input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct PipelineConfig {
     /// Messages buffered per input partition before it is paused (resumed at half). Bounds
     /// memory when one topic runs ahead of the others or processing falls behind.
