@@ -5,6 +5,7 @@
 #   scripts/kafka.sh down                stop it (SIGTERM, then SIGKILL after 20 s) and remove its state dir
 #   scripts/kafka.sh topics NAME:PARTITIONS[:compact]...   create topics (manual use; tests use rdkafka's admin client)
 #   scripts/kafka.sh status              say whether it runs and where (exit 0 running, 1 not running)
+#   scripts/kafka.sh restart             stop it cleanly and start it again on the same state
 #
 # `up` prints exactly one line on stdout, the bootstrap address; every other message goes to stderr, so
 #   export KAFKA_BROKERS="$(scripts/kafka.sh up)"
@@ -34,7 +35,7 @@ log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
@@ -254,11 +255,17 @@ cmd_up() {
         die "formatting the storage in $STATE_DIR failed"
     fi
 
+    start_broker "$started"
+}
+
+# Starts the JVM on the formatted state in $STATE_DIR and waits until it answers.
+start_broker() {
+    local started="$1" pid
     log "starting Kafka $KAFKA_VERSION (KRaft) on $BOOTSTRAP, controller $HOST:$CONTROLLER_PORT, state $STATE_DIR"
     nohup "$JAVA" -Xmx1g -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$STATE_DIR/log4j2.properties" \
         -cp "$CACHE_DIR/lib/*" kafka.Kafka "$STATE_DIR/server.properties" \
-        >"$BROKER_LOG" 2>&1 </dev/null &
+        >>"$BROKER_LOG" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$PID_FILE"
 
@@ -288,6 +295,18 @@ cmd_up() {
     fi
     log "ready in $((SECONDS - started))s (pid $pid, log $BROKER_LOG)"
     echo "$BOOTSTRAP"
+}
+
+# Stops the broker cleanly and starts it again on the same state (topics, offsets and
+# transactions survive): how the tests check that clients ride out a broker restart.
+cmd_restart() {
+    local pid
+    pid="$(running_pid)"
+    [[ -n "$pid" ]] || die "no broker started by this script is running for $BOOTSTRAP"
+    log "restarting broker (pid $pid) on $BOOTSTRAP ..."
+    stop_pid "$pid"
+    rm -f "$PID_FILE"
+    start_broker "$SECONDS"
 }
 
 cmd_down() {
@@ -357,6 +376,7 @@ main() {
     down) cmd_down ;;
     topics) cmd_topics "$@" ;;
     status) cmd_status ;;
+    restart) cmd_restart ;;
     -h | --help | help) usage ;;
     *) log "unknown command '$cmd'"; usage ;;
     esac

@@ -57,12 +57,25 @@ pub fn replay(
     engines: &mut [Engine],
     inputs: &[Input],
     out: &mut impl Write,
+    dead_letter: impl FnMut(DeadLetter<'_>),
+) -> io::Result<ReplaySummary> {
+    replay_with(engines, inputs, out, dead_letter, true)
+}
+
+/// [`replay`], choosing whether stream time is advanced to the last event time at the end.
+/// Without it, the result is what the Kafka service has emitted once it has consumed the same
+/// input and is waiting for more (its stream time stays the allowed lateness behind).
+pub fn replay_with(
+    engines: &mut [Engine],
+    inputs: &[Input],
+    out: &mut impl Write,
     mut dead_letter: impl FnMut(DeadLetter<'_>),
+    advance_to_end: bool,
 ) -> io::Result<ReplaySummary> {
     assert!(!engines.is_empty(), "replay needs at least one engine");
     let started = Instant::now();
     let lines = ordered_lines(inputs);
-    let last = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN);
+    let last = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN && advance_to_end);
     let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
 
     if let [engine] = engines {

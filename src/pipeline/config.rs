@@ -132,9 +132,13 @@ pub struct PipelineConfig {
     /// Messages buffered per input partition before it is paused (resumed at half). Bounds
     /// memory when one topic runs ahead of the others or processing falls behind.
     pub max_buffered_per_partition: usize,
-    /// How long a partition's merge waits for a topic that has unread data on the broker but
-    /// nothing fetched yet, before going on without it (Kafka Streams' `max.task.idle.ms`).
-    /// Waiting keeps event-time order across the three topics; a topic at its end never blocks.
+    /// How long a partition's merge waits for a topic with nothing buffered before going on
+    /// without it (Kafka Streams' `max.task.idle.ms`). 0 (the default, as in Kafka Streams):
+    /// wait only while the broker holds unread data for that topic (up to 5 s), never for a
+    /// topic that is at its end. N > 0: also wait up to N ms for a topic at its end whenever the
+    /// others deliver something, so that records producers are still sending (out of step
+    /// across topics) are merged in event-time order: processing becomes exactly reproducible
+    /// at the cost of up to N ms of latency when one topic is quiet.
     pub max_task_idle_ms: u64,
     /// When a partition has had no input for this long (wall clock), stream time moves on by
     /// the wall-clock time that passed, so silent customers still age. 0 turns it off.
@@ -147,7 +151,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
             max_buffered_per_partition: 50_000,
-            max_task_idle_ms: 5_000,
+            max_task_idle_ms: 0,
             idle_advance_secs: 60,
             shutdown_timeout_secs: 30,
         }

@@ -153,6 +153,10 @@ impl Shared {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a partition's merge waits at most for an input that has unread data on the broker
+/// but nothing fetched, before going on without it.
+const LAG_WAIT_LIMIT: Duration = Duration::from_secs(5);
+
 impl State {
     /// Prepares new partitions: each starts empty, reads its topics from the beginning and
     /// restores up to the committed offsets (fetched here; with exactly-once this waits for a
@@ -455,6 +459,7 @@ impl Processor {
 impl State {
     fn enqueue(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, batch: &[BorrowedMessage<'_>], now: Instant) {
         let max = shared.config.pipeline.max_buffered_per_partition;
+        let hold_ends = shared.config.pipeline.max_task_idle_ms > 0;
         let mut pause = TopicPartitionList::new();
         for m in batch {
             let Some(source) = shared.source_of(m.topic()) else { continue };
@@ -462,6 +467,10 @@ impl State {
             let Some(task) = self.tasks.get_mut(&p) else { continue };
             shared.stats.consumed[source].fetch_add(1, Relaxed);
             task.push(source, m.offset(), m.key(), m.payload().unwrap_or_default());
+            if hold_ends {
+                // New data: give the other inputs `max_task_idle_ms` again to deliver theirs.
+                task.inputs.iter_mut().for_each(|i| i.at_end = false);
+            }
             self.last_input.insert(p, now);
             if task.inputs[source].len() >= max && self.paused.insert((source, p)) {
                 let _ = pause.add_partition(m.topic(), p);
@@ -483,19 +492,22 @@ impl State {
         let mut worked = false;
         let mut done = Processed::default();
         for (p, task) in self.tasks.iter_mut() {
+            let mut force = false;
             if task.waiting() {
-                // An empty input at the broker's end does not hold the merge up.
-                for (s, input) in task.inputs.iter_mut().enumerate() {
-                    if input.is_empty() && !input.at_end {
-                        if let Some((low, high)) = cached_high_watermarks(consumer, topics[s], *p) {
-                            input.at_end = input.fetched.unwrap_or(low) >= high;
+                let waited = now.duration_since(*self.waiting_since.entry(*p).or_insert(now));
+                if waited >= max_idle {
+                    // An empty input at the broker's end does not hold the merge up (any more).
+                    for (s, input) in task.inputs.iter_mut().enumerate() {
+                        if input.is_empty() && !input.at_end {
+                            if let Some((low, high)) = cached_high_watermarks(consumer, topics[s], *p) {
+                                input.at_end = input.fetched.unwrap_or(low) >= high;
+                            }
                         }
                     }
                 }
-            }
-            let force = task.waiting()
-                && now.duration_since(*self.waiting_since.entry(*p).or_insert(now)) >= max_idle;
-            if !task.waiting() {
+                // Never wait forever on an input the broker cannot serve.
+                force = waited >= max_idle.max(LAG_WAIT_LIMIT);
+            } else {
                 self.waiting_since.remove(p);
             }
             task.process(usize::MAX, force, &mut done);
