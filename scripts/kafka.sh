@@ -157,6 +157,11 @@ share.coordinator.state.topic.min.isr=1
 
 # Faster tests: no initial rebalance delay, few internal partitions, topics only when asked for.
 group.initial.rebalance.delay.ms=0
+# Consumer-protocol (KIP-848) groups: notice a killed member in 6 s, not 45 s, so tests that kill one are quick.
+group.consumer.min.session.timeout.ms=3000
+group.consumer.session.timeout.ms=6000
+group.consumer.min.heartbeat.interval.ms=500
+group.consumer.heartbeat.interval.ms=1000
 offsets.topic.num.partitions=1
 transaction.state.log.num.partitions=1
 auto.create.topics.enable=false

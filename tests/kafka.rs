@@ -197,6 +197,11 @@ fn count(map: &BTreeMap<String, Vec<String>>) -> usize {
 
 fn assert_same(actual: &BTreeMap<String, Vec<String>>, expected: &BTreeMap<String, Vec<String>>) {
     assert!(count(expected) > 100, "the scenario must produce outputs ({})", count(expected));
+    let differ: Vec<&String> =
+        expected.iter().filter(|(c, want)| actual.get(*c).map(Vec::as_slice).unwrap_or_default() != want.as_slice()).map(|(c, _)| c).collect();
+    if !differ.is_empty() {
+        eprintln!("{} of {} customers differ: {differ:?}", differ.len(), expected.len());
+    }
     for (customer, want) in expected {
         let got = actual.get(customer).map(Vec::as_slice).unwrap_or_default();
         if got != want.as_slice() {
@@ -370,7 +375,7 @@ fn bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
         assert!(!d.headers["message"].is_empty());
     }
     let reasons: Vec<&str> = letters.iter().map(|d| d.headers["reason"].as_str()).collect();
-    for want in ["invalid_json", "wrong_topic", "missing_field"] {
+    for want in ["not_json", "wrong_topic", "missing_field"] {
         assert!(reasons.contains(&want), "{want} in {reasons:?}");
     }
     let out = outputs(&t.output, "read_committed");
@@ -440,8 +445,12 @@ fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_leaves()
     send(&t, &events[..half]);
     let mut a = Service::start(&t, "two-group", "exactly_once", "two-a", &[]);
     let mut b = Service::start(&t, "two-group", "exactly_once", "two-b", &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(a.logs().contains("assigned") && b.logs().contains("assigned")) {
+        assert!(Instant::now() < deadline, "both instances should own partitions");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     wait_caught_up(&t, "two-group", &mut [&mut a, &mut b]);
-    assert!(b.logs().contains("assigned") && a.logs().contains("assigned"), "both instances own partitions");
     assert!(b.stop().success());
     send(&t, &events[half..]);
     wait_caught_up(&t, "two-group", &mut [&mut a]);
@@ -458,7 +467,10 @@ fn a_broker_restart_is_survived() {
     let events = population(60, 45, 17);
     let half = events.partition_point(|e| e.timestamp < events[events.len() / 2].timestamp);
     send(&t, &events[..half]);
-    let mut service = Service::start(&t, "restart-group", "exactly_once", "restart-1", &[]);
+    // After the restart librdkafka reconnects topic by topic (with backoff): wait long enough
+    // for every topic before merging, or records get merged out of event-time order.
+    let patient = [("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "20000")];
+    let mut service = Service::start(&t, "restart-group", "exactly_once", "restart-1", &patient);
     wait_caught_up(&t, "restart-group", &mut [&mut service]);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
     let port = brokers().rsplit(':').next().unwrap().to_string();
@@ -467,5 +479,7 @@ fn a_broker_restart_is_survived() {
     send(&t, &events[half..]);
     wait_caught_up(&t, "restart-group", &mut [&mut service]);
     assert!(service.stop().success());
-    assert_same(&outputs(&t.output, "read_committed"), &replayed(&events, 3));
+    let (committed, all) = (outputs(&t.output, "read_committed"), outputs(&t.output, "read_uncommitted"));
+    eprintln!("restart: {} committed outputs, {} uncommitted", count(&committed), count(&all));
+    assert_same(&committed, &replayed(&events, 3));
 }
