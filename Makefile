@@ -4,7 +4,7 @@ CARGO ?= cargo
 # by the built-in generator (~1 s). Same seed, same bytes, on every machine.
 SAMPLE := target/sample/events.ndjson
 
-.PHONY: run replay test build bench lint fmt clean
+.PHONY: run replay test test-kafka build bench bench-kafka lint fmt clean
 
 ## The whole pipeline on an in-process mock Kafka cluster with a synthetic population (no Kafka
 ## needed): a live summary every second for DURATION seconds (Ctrl-C stops it sooner).
@@ -26,9 +26,31 @@ $(SAMPLE): build
 build:
 	$(CARGO) build --release --locked
 
-## Every test: unit, property, schema and end-to-end.
+## Every test: unit, property, schema, end-to-end, then the Kafka tests on a real broker.
 test:
 	$(CARGO) test --release --locked
+	$(MAKE) test-kafka
+
+## The Kafka tests: start a local broker (scripts/kafka.sh; Java + Maven), run them, stop it.
+## With KAFKA_BROKERS set, they run against that cluster instead and no broker is started.
+test-kafka:
+	@if [ -n "$$KAFKA_BROKERS" ]; then \
+		$(CARGO) test --release --locked --test kafka -- --ignored --test-threads=1; \
+	else \
+		export KAFKA_BROKERS="$$(scripts/kafka.sh up)" && \
+		trap 'scripts/kafka.sh down' EXIT && \
+		$(CARGO) test --release --locked --test kafka -- --ignored --test-threads=1; \
+	fi
+
+## healthscore draining >= 5 M events from a real broker vs a consumer that only counts.
+bench-kafka:
+	@if [ -n "$$KAFKA_BROKERS" ]; then \
+		$(CARGO) bench --locked --bench kafka; \
+	else \
+		export KAFKA_BROKERS="$$(scripts/kafka.sh up)" && \
+		trap 'scripts/kafka.sh down' EXIT && \
+		$(CARGO) bench --locked --bench kafka; \
+	fi
 
 ## Benchmarks: hot path against a serde_json reference, then state size and timer cost at 1M customers.
 bench:

@@ -80,6 +80,8 @@ pub struct State {
     idle_advanced: HashMap<i32, Instant>,
     /// Set by a callback that hit an error it cannot handle; the loop stops with it.
     fatal: Option<anyhow::Error>,
+    /// Inputs rewound but not yet seeked back (topic, partition): their messages are dropped.
+    pending_seeks: HashSet<(String, i32)>,
 }
 
 pub struct DeliveryCounter {
@@ -207,6 +209,7 @@ impl State {
             for s in 0..3 {
                 self.paused.remove(&(s, p));
             }
+            self.pending_seeks.retain(|(_, q)| *q != p);
             self.waiting_since.remove(&p);
             self.last_input.remove(&p);
             self.idle_advanced.remove(&p);
@@ -324,10 +327,36 @@ impl State {
             }
         }
         self.tasks.insert(p, task);
-        if seek.count() > 0 {
-            if let Err(e) = consumer.seek_partitions(seek, TIMEOUT) {
-                self.fatal.get_or_insert(anyhow!("cannot seek partition {p} back: {e}"));
+        for e in seek.elements() {
+            self.pending_seeks.insert((e.topic().to_string(), p));
+        }
+        self.retry_seeks(consumer);
+    }
+
+    /// Seeks rewound inputs back to their beginning. A seek can fail while the group is
+    /// changing (the partition is not fetching yet); until it succeeds the input's messages
+    /// are dropped, so nothing from past the rewind point slips in, and it is tried again on
+    /// every loop. A revoke clears it (the next owner starts from the committed offsets).
+    fn retry_seeks(&mut self, consumer: &BaseConsumer<Ctx>) {
+        if self.pending_seeks.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (topic, p) in &self.pending_seeks {
+            let _ = tpl.add_partition_offset(topic, *p, Offset::Beginning);
+        }
+        match consumer.seek_partitions(tpl, Duration::from_secs(5)) {
+            Ok(result) => {
+                for e in result.elements() {
+                    match e.error() {
+                        Ok(()) => {
+                            self.pending_seeks.remove(&(e.topic().to_string(), e.partition()));
+                        }
+                        Err(err) => warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek failed; will retry"),
+                    }
+                }
             }
+            Err(err) => warn!(error = %err, "seek failed; will retry"),
         }
     }
 }
@@ -373,6 +402,7 @@ impl Processor {
                 last_input: HashMap::new(),
                 idle_advanced: HashMap::new(),
                 fatal: None,
+                pending_seeks: HashSet::new(),
             }),
             producer,
             generation: AtomicU64::new(0),
@@ -465,6 +495,9 @@ impl State {
             let Some(source) = shared.source_of(m.topic()) else { continue };
             let p = m.partition();
             let Some(task) = self.tasks.get_mut(&p) else { continue };
+            if !self.pending_seeks.is_empty() && self.pending_seeks.contains(&(m.topic().to_string(), p)) {
+                continue; // from before a rewind whose seek has not happened yet
+            }
             shared.stats.consumed[source].fetch_add(1, Relaxed);
             task.push(source, m.offset(), m.key(), m.payload().unwrap_or_default());
             if hold_ends {
@@ -491,6 +524,7 @@ impl State {
         let max_idle = Duration::from_millis(config.pipeline.max_task_idle_ms);
         let mut worked = false;
         let mut done = Processed::default();
+        self.retry_seeks(consumer);
         for (p, task) in self.tasks.iter_mut() {
             let mut force = false;
             if task.waiting() {

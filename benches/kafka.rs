@@ -1,0 +1,237 @@
+//! `make bench-kafka`: healthscore against a real broker, compared in the same run with a
+//! consumer that only counts (the ceiling any processor can reach here).
+//!
+//! 1. Loads a fixed synthetic population (≥ 5 M events by default) into the three input topics.
+//! 2. Ceiling: an rdkafka consumer reads all of it and only counts.
+//! 3. `healthscore run` drains it from the beginning, at-least-once and exactly-once (fresh
+//!    groups), timed from process start until the group has committed the end of every input;
+//!    CPU from /proc.
+//! 4. Latency: with the service running exactly-once, load is sent at half the measured
+//!    at-least-once rate (or as fast as this machine's producer manages, if lower), plus a probe
+//!    every 10 ms: the first event of a new customer, which always yields a `score_changed`.
+//!    Produce-to-visible = from sending the probe until a read_committed consumer sees its
+//!    output.
+//!
+//! Needs `KAFKA_BROKERS`; `BENCH_CUSTOMERS` / `BENCH_DAYS` change the population.
+
+#[path = "../tests/kafka_support/mod.rs"]
+mod kafka_support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use healthscore::event::{format_rfc3339, parse_date_or_datetime};
+use healthscore::generate::{GenConfig, GeneratedEvent, Generator};
+use healthscore::pipeline::config::Topics;
+use healthscore::pipeline::send::{input_producer, send_events};
+use kafka_support::*;
+
+const PARTITIONS: i32 = 6;
+
+/// The service as shipped (the test helper makes the merge wait for reproducibility; undo it).
+const DEFAULTS: &[(&str, &str)] = &[("RUST_LOG", "warn"), ("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "0")];
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// CPU seconds a process has used so far (user + system), from /proc.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|x| x.parse::<f64>().ok()).sum());
+    ticks / 100.0
+}
+
+struct Drain {
+    events: u64,
+    secs: f64,
+    cpu: f64,
+}
+
+impl Drain {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.secs
+    }
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu / (self.events as f64 / 1e6)
+    }
+}
+
+fn ceiling(t: &Topics, total: u64) -> Drain {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("ceiling-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for topic in t.inputs() {
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let cpu0 = cpu_secs(std::process::id());
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut bytes = 0usize;
+    while n < total {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            n += 1;
+            bytes += m.payload().map_or(0, <[u8]>::len);
+        }
+    }
+    std::hint::black_box(bytes);
+    Drain { events: n, secs: started.elapsed().as_secs_f64(), cpu: cpu_secs(std::process::id()) - cpu0 }
+}
+
+fn drain(t: &Topics, total: u64, guarantee: &str) -> Drain {
+    let group = format!("bench-{guarantee}-{}", std::process::id());
+    let mut out = t.clone();
+    out.output = format!("{}-{guarantee}", t.output);
+    create_topics(&[(&out.output, PARTITIONS)]);
+    let started = Instant::now();
+    let mut service = Service::start(&out, &group, guarantee, &group, DEFAULTS);
+    let pid = service.child.id();
+    let mut cpu = 0.0;
+    wait_caught_up_with(&out, &group, &mut [&mut service], || cpu = cpu_secs(pid));
+    let secs = started.elapsed().as_secs_f64();
+    assert!(service.stop().success());
+    Drain { events: total, secs, cpu }
+}
+
+/// `wait_caught_up`, sampling the service's CPU just before it returns.
+fn wait_caught_up_with(t: &Topics, group: &str, services: &mut [&mut Service], mut sample: impl FnMut()) {
+    sample();
+    wait_caught_up(t, group, services);
+    sample();
+}
+
+fn latency(t: &Topics, rate: f64, last_time: i64) -> (f64, f64, usize) {
+    let group = format!("bench-latency-{}", std::process::id());
+    let mut out = t.clone();
+    out.output = format!("{}-latency", t.output);
+    create_topics(&[(&out.output, PARTITIONS)]);
+    let mut service = Service::start(&out, &group, "exactly_once", &group, DEFAULTS);
+    // Let it drain the backlog first; latency is measured on live traffic.
+    wait_caught_up(&out, &group, &mut [&mut service]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watcher = {
+        let (stop, seen, topic) = (stop.clone(), seen.clone(), out.output.clone());
+        std::thread::spawn(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", brokers())
+                .set("group.id", format!("watch-{}", std::process::id()))
+                .set("isolation.level", "read_committed")
+                .set("auto.offset.reset", "latest")
+                .set("fetch.wait.max.ms", "5")
+                .set("fetch.queue.backoff.ms", "1")
+                .create()
+                .unwrap();
+            consumer.subscribe(&[&topic]).unwrap();
+            while !stop.load(Relaxed) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(20)) {
+                    if let Some(k) = m.key().filter(|k| k.starts_with(b"probe-")) {
+                        seen.lock().unwrap().entry(String::from_utf8_lossy(k).into()).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3)); // the watcher joins its group
+
+    // Background load: the same population again under new ids, at `rate`.
+    let load = {
+        let (stop, topics) = (stop.clone(), out.clone());
+        std::thread::spawn(move || {
+            let producer = input_producer(&brokers()).unwrap();
+            let cfg = GenConfig { customers: 20_000, days: 30, seed: 99, ..GenConfig::default() };
+            let events = Generator::new(cfg).map(|mut e: GeneratedEvent| {
+                e.json = e.json.replace("\"cus_", "\"live_");
+                e.customer_id = e.customer_id.replace("cus_", "live_");
+                e
+            });
+            send_events(&producer, &topics, events, Some(rate), &stop, &AtomicU64::new(0)).unwrap()
+        })
+    };
+    let producer = input_producer(&brokers()).unwrap();
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let ts = format_rfc3339(last_time);
+    for i in 0..1000 {
+        let id = format!("probe-{i}");
+        let json = format!(
+            r#"{{"event_id":"{id}","customer_id":"{id}","timestamp":"{ts}","type":"session","duration_seconds":60}}"#
+        );
+        producer.send(BaseRecord::to(&out.usage).key(&id).payload(&json)).unwrap();
+        producer.flush(Duration::from_secs(5)).unwrap();
+        sent.insert(id, Instant::now());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Relaxed);
+    load.join().unwrap();
+    watcher.join().unwrap();
+    assert!(service.stop().success());
+    let seen = seen.lock().unwrap();
+    let mut ms: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, at)| seen.get(id).map(|v| v.saturating_duration_since(*at).as_secs_f64() * 1000.0))
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let q = |f: f64| ms.get(((ms.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(f64::NAN);
+    (q(0.5), q(0.99), ms.len())
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench` enumerates benches; nothing to list
+    }
+    let customers = env_u32("BENCH_CUSTOMERS", 8_000);
+    let days = env_u32("BENCH_DAYS", 90);
+    let t = topics("bench");
+    create_all(&t, PARTITIONS);
+    let end = parse_date_or_datetime("2026-10-01").unwrap();
+    let cfg = GenConfig { customers, days, end, ..GenConfig::default() };
+    let started = Instant::now();
+    let producer = input_producer(&brokers()).unwrap();
+    let mut last_time = 0;
+    let events = Generator::new(cfg).inspect(|e| last_time = last_time.max(e.timestamp));
+    let total = send_events(&producer, &t, events, None, &AtomicBool::new(false), &AtomicU64::new(0)).unwrap();
+    let load_secs = started.elapsed().as_secs_f64();
+    println!(
+        "loaded {total} events ({customers} customers x {days} days) into 3 topics x {PARTITIONS} partitions in {load_secs:.1}s ({:.0}/s)",
+        total as f64 / load_secs
+    );
+
+    let ceil = ceiling(&t, total);
+    let alo = drain(&t, total, "at_least_once");
+    let eos = drain(&t, total, "exactly_once");
+    let half = alo.rate() / 2.0;
+    let (p50, p99, probes) = latency(&t, half, last_time);
+
+    println!("\n| run | events/s | CPU-s per M events | ratio to ceiling |");
+    println!("|---|---:|---:|---:|");
+    for (name, d) in [("raw consume (ceiling)", &ceil), ("healthscore at_least_once", &alo), ("healthscore exactly_once", &eos)] {
+        println!(
+            "| {name} | {:.0} | {:.2} | {:.2} |",
+            d.rate(),
+            d.cpu_per_million(),
+            d.rate() / ceil.rate()
+        );
+    }
+    println!(
+        "\nproduce-to-visible (read_committed) with load offered at {half:.0} events/s: p50 {p50:.0} ms, p99 {p99:.0} ms over {probes} probes"
+    );
+    println!("(drain times include process start and the group join, ~1 s)");
+}

@@ -1,0 +1,316 @@
+//! Helpers for the tests and benchmarks that run against a real Kafka broker.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use healthscore::engine::{Engine, EngineConfig};
+use healthscore::event::parse_date_or_datetime;
+use healthscore::generate::{GenConfig, GeneratedEvent, Generator};
+use healthscore::pipeline::config::Topics;
+use healthscore::pipeline::send::{input_producer, send_events};
+use healthscore::replay::{replay_with, Input};
+use healthscore::score::Scorecard;
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").expect("KAFKA_BROKERS not set: run `make test-kafka`, which starts a broker")
+}
+
+/// Topic names unique to one test run.
+pub fn topics(test: &str) -> Topics {
+    let tag = format!("{test}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ nanos());
+    Topics {
+        usage: format!("{tag}-usage"),
+        support: format!("{tag}-support"),
+        billing: format!("{tag}-billing"),
+        output: format!("{tag}-out"),
+        dead_letter: format!("{tag}-dlq"),
+    }
+}
+
+pub fn nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_007
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+}
+
+pub fn create_topics(list: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
+    let new: Vec<NewTopic<'_>> = list.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
+    let results = block_on(admin.create_topics(&new, &AdminOptions::new())).expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+pub fn create_all(t: &Topics, partitions: i32) {
+    create_topics(&[
+        (&t.usage, partitions),
+        (&t.support, partitions),
+        (&t.billing, partitions),
+        (&t.output, partitions),
+        (&t.dead_letter, 1),
+    ]);
+}
+
+/// A generated population without duplicates or bad lines, in (event time, source) order: the
+/// order the service's merge and `replay` agree on.
+pub fn population(customers: u32, days: u32, seed: u64) -> Vec<GeneratedEvent> {
+    let end = parse_date_or_datetime("2026-10-01").unwrap();
+    let cfg = GenConfig { customers, days, seed, end, bad_input_rate: 0.0, duplicate_rate: 0.0 };
+    let mut events: Vec<GeneratedEvent> = Generator::new(cfg).collect();
+    events.sort_by_key(|e| (e.timestamp, e.source));
+    events
+}
+
+pub fn send(t: &Topics, events: &[GeneratedEvent]) {
+    let producer = input_producer(&brokers()).unwrap();
+    let n = send_events(
+        &producer,
+        t,
+        events.iter().cloned(),
+        None,
+        &AtomicBool::new(false),
+        &AtomicU64::new(0),
+    )
+    .unwrap();
+    assert_eq!(n as usize, events.len());
+}
+
+/// What `replay` over `partitions` partitions emits for `events`, per customer in order.
+pub fn replayed(events: &[GeneratedEvent], partitions: u32) -> BTreeMap<String, Vec<String>> {
+    let mut bytes = Vec::new();
+    for e in events {
+        bytes.extend_from_slice(e.json.as_bytes());
+        bytes.push(b'\n');
+    }
+    let inputs = [Input { name: "events".into(), bytes }];
+    let scorecard = Arc::new(Scorecard::default_scorecard());
+    let mut engines: Vec<Engine> =
+        (0..partitions).map(|_| Engine::new(scorecard.clone(), EngineConfig::default())).collect();
+    let mut out = Vec::new();
+    replay_with(&mut engines, &inputs, &mut out, |_| {}, false).unwrap();
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8(out).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        map.entry(v["customer_id"].as_str().unwrap().to_string()).or_default().push(line.to_string());
+    }
+    map
+}
+
+/// One message read back.
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Every message of `topic` up to its end, as a consumer with `isolation` sees it.
+pub fn read_all(topic: &str, isolation: &str) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("reader-{}", nanos()))
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+    let partitions = md.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut at_end = vec![false; partitions];
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.iter().any(|e| !e) && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                at_end[m.partition() as usize] = false;
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Read {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                });
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => panic!("read {topic}: {e}"),
+            None => {}
+        }
+    }
+    assert!(at_end.iter().all(|e| *e), "could not read {topic} to its end");
+    out
+}
+
+/// Output events per customer in order, as read_committed (or not) consumers see them.
+pub fn outputs(topic: &str, isolation: &str) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in read_all(topic, isolation) {
+        let key = String::from_utf8(r.key.expect("outputs are keyed")).unwrap();
+        let text = String::from_utf8(r.payload).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["customer_id"].as_str(), Some(key.as_str()), "key is the customer");
+        assert_eq!(r.headers.get("type").map(String::as_str), v["type"].as_str(), "type header");
+        map.entry(key).or_default().push(text);
+    }
+    map
+}
+
+pub fn count(map: &BTreeMap<String, Vec<String>>) -> usize {
+    map.values().map(Vec::len).sum()
+}
+
+pub fn assert_same(actual: &BTreeMap<String, Vec<String>>, expected: &BTreeMap<String, Vec<String>>) {
+    assert!(count(expected) > 100, "the scenario must produce outputs ({})", count(expected));
+    let differ: Vec<&String> =
+        expected.iter().filter(|(c, want)| actual.get(*c).map(Vec::as_slice).unwrap_or_default() != want.as_slice()).map(|(c, _)| c).collect();
+    if !differ.is_empty() {
+        eprintln!("{} of {} customers differ: {differ:?}", differ.len(), expected.len());
+    }
+    for (customer, want) in expected {
+        let got = actual.get(customer).map(Vec::as_slice).unwrap_or_default();
+        if got != want.as_slice() {
+            let first = got.iter().zip(want).position(|(g, w)| g != w).unwrap_or(got.len().min(want.len()));
+            panic!(
+                "customer {customer}: {} outputs, replay has {}; first difference at #{first}:\n got  {:?}\n want {:?}",
+                got.len(),
+                want.len(),
+                got.get(first),
+                want.get(first)
+            );
+        }
+    }
+    assert_eq!(count(actual), count(expected), "no extra outputs");
+}
+
+/// A `healthscore run` process.
+pub struct Service {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Service {
+    pub fn start(t: &Topics, group: &str, guarantee: &str, txn: &str, extra: &[(&str, &str)]) -> Service {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let log = dir.join(format!("{group}-{txn}-{}.log", nanos()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_healthscore"));
+        cmd.arg("run")
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .env("HEALTHSCORE__KAFKA__BROKERS", brokers())
+            .env("HEALTHSCORE__KAFKA__GROUP_ID", group)
+            .env("HEALTHSCORE__KAFKA__PROCESSING_GUARANTEE", guarantee)
+            .env("HEALTHSCORE__KAFKA__TRANSACTIONAL_ID", txn)
+            .env("HEALTHSCORE__KAFKA__TOPICS__USAGE", &t.usage)
+            .env("HEALTHSCORE__KAFKA__TOPICS__SUPPORT", &t.support)
+            .env("HEALTHSCORE__KAFKA__TOPICS__BILLING", &t.billing)
+            .env("HEALTHSCORE__KAFKA__TOPICS__OUTPUT", &t.output)
+            .env("HEALTHSCORE__KAFKA__TOPICS__DEAD_LETTER", &t.dead_letter)
+            .env("HEALTHSCORE__PIPELINE__IDLE_ADVANCE_SECS", "0")
+            // Producers here send faster than the service reads; wait for every topic so the
+            // merge is the exact event-time order replay uses.
+            .env("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "2000");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start healthscore run");
+        Service { child, log }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        unsafe_kill(self.child.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+}
+
+pub fn unsafe_kill(pid: u32, signal: &str) {
+    Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
+}
+
+/// Waits until `group` has committed every input offset up to the end of the topics.
+pub fn wait_caught_up(t: &Topics, group: &str, services: &mut [&mut Service]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", group)
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut tpl = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        for topic in t.inputs() {
+            let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+            for p in 0..md.topics()[0].partitions().len() as i32 {
+                tpl.add_partition(topic, p);
+                let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+                ends.push(high);
+            }
+        }
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(30)).unwrap();
+        let done = committed.elements().iter().zip(&ends).all(|(e, end)| match e.offset() {
+            Offset::Offset(o) => o >= *end,
+            _ => *end == 0,
+        });
+        if done {
+            return;
+        }
+        for s in services.iter_mut() {
+            if let Some(status) = s.child.try_wait().unwrap() {
+                panic!("service exited early ({status}); log:\n{}", s.logs());
+            }
+        }
+        assert!(Instant::now() < deadline, "group {group} did not catch up");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
