@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use healthscore::backtest::{self, ObserveConfig, Observed, Outcomes, Split};
 use healthscore::engine::{Engine, EngineConfig};
 use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
@@ -81,6 +82,19 @@ enum Command {
         #[arg(long)]
         labels: Option<PathBuf>,
     },
+    /// Replay history, observe every customer at regular dates and report how well the score
+    /// predicted who churned: AUC, lift, churn rate per band, precision and recall, lead time,
+    /// per component and per lifecycle stage, on a later period than any fit.
+    Backtest {
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Where to write the full report as JSON.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// A directory for the charts (calibration.svg, roc.svg); created if missing.
+        #[arg(long)]
+        plots: Option<PathBuf>,
+    },
     /// Check a scorecard file and print what it compiles to.
     CheckScorecard {
         /// Scorecard TOML (default: the built-in scorecard).
@@ -90,6 +104,106 @@ enum Command {
     DefaultScorecard,
     /// List the signals a scorecard component can use.
     Signals,
+}
+
+/// What `backtest` and `calibrate` read, and how they observe it.
+#[derive(Args)]
+struct HistoryArgs {
+    /// Input files (NDJSON, any mix of the three sources, in any order), as for `replay`.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Scorecard TOML (default: the built-in scorecard).
+    #[arg(long)]
+    scorecard: Option<PathBuf>,
+    /// Churn labels (CSV `customer_id,churn_date`), added to the history's cancellations. A
+    /// labels file is taken as complete (a customer not listed does not churn) unless
+    /// --outcomes-until says when it was exported.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Days between observation dates.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=365))]
+    every_days: u32,
+    /// An observation counts as a churner's when the customer churns within this many days.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=730))]
+    horizon_days: u32,
+    /// Do not observe a customer in its first days in the stream (default: the scorecard's
+    /// rules.warmup_days).
+    #[arg(long)]
+    warmup_days: Option<u32>,
+    /// Churn is known up to this date (YYYY-MM-DD or RFC 3339); observations whose horizon
+    /// reaches past it without a churn are left out. Default: complete with --labels, else the
+    /// last event of the history.
+    #[arg(long)]
+    outcomes_until: Option<String>,
+    /// The first observation date of the report period (YYYY-MM-DD or RFC 3339); earlier dates
+    /// are the fit period.
+    #[arg(long, conflicts_with = "split_fraction")]
+    split_date: Option<String>,
+    /// The share of observation dates in the fit period, when --split-date is not given.
+    #[arg(long, default_value_t = 0.5)]
+    split_fraction: f64,
+}
+
+impl HistoryArgs {
+    /// Reads the inputs and labels and replays them, observing as asked.
+    fn observe(&self) -> Result<(Arc<Scorecard>, Observed, ObserveConfig, Split)> {
+        let scorecard = Arc::new(load_scorecard(self.scorecard.as_ref())?);
+        let date = |flag: &str, v: &str| {
+            healthscore::event::parse_date_or_datetime(v)
+                .with_context(|| format!("{flag} {v:?} is not a date (YYYY-MM-DD) or RFC 3339 date-time"))
+        };
+        let split = match &self.split_date {
+            Some(d) => Split::Date(date("--split-date", d)?),
+            None if (0.0..=1.0).contains(&self.split_fraction) => Split::Fraction(self.split_fraction),
+            None => bail!("--split-fraction must be from 0 to 1, got {}", self.split_fraction),
+        };
+        let labels = match &self.labels {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| format!("cannot read labels {}", p.display()))?;
+                backtest::parse_labels(&text).map_err(|e| anyhow::anyhow!("invalid labels {}:\n{e}", p.display()))?
+            }
+            None => Vec::new(),
+        };
+        let outcomes = match (&self.outcomes_until, &self.labels) {
+            (Some(d), _) => Outcomes::Until(date("--outcomes-until", d)?),
+            (None, Some(_)) => Outcomes::Complete,
+            (None, None) => Outcomes::HistoryEnd,
+        };
+        let cfg = ObserveConfig {
+            every_days: self.every_days,
+            horizon_days: self.horizon_days,
+            warmup_days: self.warmup_days.unwrap_or(scorecard.rules.warmup_days),
+            outcomes,
+        };
+        let inputs = read_inputs(&self.input)?;
+        let observed = backtest::observe(scorecard.clone(), EngineConfig::default(), &inputs, &labels, &cfg);
+        if observed.observations.is_empty() {
+            bail!(
+                "no observations: the history is shorter than --every-days ({}) plus the warm-up ({} days), or every outcome is unknown",
+                cfg.every_days,
+                cfg.warmup_days
+            );
+        }
+        Ok((scorecard, observed, cfg, split))
+    }
+}
+
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).with_context(|| format!("cannot read input {}", p.display()))?;
+            Ok(Input { name: p.display().to_string(), bytes })
+        })
+        .collect()
+}
+
+/// Writes `text` to `dir/name`, creating `dir`.
+fn write_in(dir: &std::path::Path, name: &str, text: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 fn main() -> ExitCode {
@@ -123,13 +237,7 @@ fn run(cli: Cli) -> Result<()> {
                 let lines: Vec<String> = issues.iter().map(|(k, r)| format!("  {k}: {r}")).collect();
                 bail!("invalid engine settings:\n{}", lines.join("\n"));
             }
-            let inputs = input
-                .iter()
-                .map(|p| {
-                    let bytes = std::fs::read(p).with_context(|| format!("cannot read input {}", p.display()))?;
-                    Ok(Input { name: p.display().to_string(), bytes })
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let inputs = read_inputs(&input)?;
             let scorecard = Arc::new(scorecard);
             let mut engines: Vec<Engine> =
                 (0..partitions).map(|_| Engine::new(scorecard.clone(), config.clone())).collect();
@@ -220,6 +328,27 @@ fn run(cli: Cli) -> Result<()> {
                 None => write_ndjson(cfg, &mut io::stdout().lock())?,
             };
             eprintln!("generated {n} events");
+            Ok(())
+        }
+        Command::Backtest { history, report, plots } => {
+            let (scorecard, observed, cfg, split) = history.observe()?;
+            let r = backtest::build(&scorecard, &observed, (cfg.every_days, cfg.horizon_days, cfg.warmup_days), split);
+            print_out(&backtest::render(&r))?;
+            if let Some(path) = report {
+                let json = serde_json::to_string_pretty(&r)?;
+                std::fs::write(&path, json + "\n").with_context(|| format!("cannot write report {}", path.display()))?;
+                eprintln!("report: {}", path.display());
+            }
+            if let Some(dir) = plots {
+                let p = &r.periods.report;
+                let title = format!("{}: churn within {} days by score decile", r.scorecard, cfg.horizon_days);
+                let svg = backtest::plot::calibration_svg(&title, &r.deciles, p.churn_rate.unwrap_or(0.0))?;
+                let a = write_in(&dir, "calibration.svg", &svg)?;
+                let label = format!("{} (AUC {})", r.scorecard, p.auc.map_or("-".into(), |a| format!("{a:.3}")));
+                let svg = backtest::plot::roc_svg("ROC, report period", &[(label, &r.roc)])?;
+                let b = write_in(&dir, "roc.svg", &svg)?;
+                eprintln!("plots: {} {}", a.display(), b.display());
+            }
             Ok(())
         }
         Command::CheckScorecard { file } => {
