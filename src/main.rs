@@ -95,6 +95,28 @@ enum Command {
         #[arg(long)]
         plots: Option<PathBuf>,
     },
+    /// Fit the scorecard's component weights to churn history (logistic regression on the fit
+    /// period), write them as a new scorecard TOML, and compare old and new on the report period.
+    Calibrate {
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Where to write the calibrated scorecard.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Overwrite --output if it exists, even when it is the --scorecard being calibrated.
+        #[arg(long)]
+        force: bool,
+        /// L2 penalty of the regression (on the summed log-loss): larger keeps weights closer
+        /// to even.
+        #[arg(long, default_value_t = 1.0)]
+        l2: f64,
+        /// The new scorecard's version (default: the old one plus "-calibrated").
+        #[arg(long = "new-version")]
+        new_version: Option<String>,
+        /// A directory for a chart of both ROC curves on the report period (roc-calibrated.svg).
+        #[arg(long)]
+        plots: Option<PathBuf>,
+    },
     /// Check a scorecard file and print what it compiles to.
     CheckScorecard {
         /// Scorecard TOML (default: the built-in scorecard).
@@ -351,6 +373,57 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Calibrate { history, output, force, l2, new_version, plots } => {
+            if !(l2.is_finite() && l2 >= 0.0) {
+                bail!("--l2 must be a number >= 0, got {l2}");
+            }
+            let same_as_active = history.scorecard.as_ref().is_some_and(|s| {
+                s == &output || std::fs::canonicalize(s).ok().zip(std::fs::canonicalize(&output).ok()).is_some_and(|(a, b)| a == b)
+            });
+            if !force && (same_as_active || output.exists()) {
+                bail!(
+                    "{} {}; a calibrated scorecard is written to a new file (pass --force to overwrite it)",
+                    output.display(),
+                    if same_as_active { "is the scorecard being calibrated" } else { "exists" }
+                );
+            }
+            let (scorecard, observed, cfg, split) = history.observe()?;
+            let split_at = split.date(&observed.dates);
+            let version = new_version.unwrap_or_else(|| format!("{}-calibrated", scorecard.version));
+            let data = format!(
+                "{} observations of {} customers, every {} days from {} to {}, churn within {} days",
+                observed.observations.len(),
+                observed.customers.len(),
+                cfg.every_days,
+                observed.first_event.map_or("-".into(), |t| healthscore::event::format_rfc3339(t)[..10].to_string()),
+                observed.last_event.map_or("-".into(), |t| healthscore::event::format_rfc3339(t)[..10].to_string()),
+                cfg.horizon_days
+            );
+            let cal = healthscore::calibrate::calibrate(&scorecard, &observed.observations, split_at, l2, &version, &data)?;
+            std::fs::write(&output, &cal.toml).with_context(|| format!("cannot write {}", output.display()))?;
+            print_out(&render_calibration(&scorecard.version, &version, &cal))?;
+            eprintln!("calibrated scorecard: {} (check it with `healthscore check-scorecard {}`)", output.display(), output.display());
+            if let Some(dir) = plots {
+                let new = Scorecard::from_toml(&cal.toml, "(calibrated)")?;
+                let later: Vec<_> = observed.observations.iter().filter(|o| o.at >= split_at).cloned().collect();
+                let churned: Vec<bool> = later.iter().map(|o| o.churned).collect();
+                let curve = |sc: &Scorecard| {
+                    let scores = backtest::rescore(sc, &later);
+                    backtest::metrics::thin(&backtest::metrics::roc(&scores, &churned), 101)
+                };
+                let (a, b) = (curve(&scorecard), curve(&new));
+                let label = |v: &str, j: &healthscore::calibrate::Judgement| {
+                    format!("{v} (AUC {})", j.auc.map_or("-".into(), |a| format!("{a:.3}")))
+                };
+                let svg = backtest::plot::roc_svg(
+                    "ROC on the report period, before and after calibration",
+                    &[(label(&scorecard.version, &cal.report_before), &a), (label(&version, &cal.report_after), &b)],
+                )?;
+                let path = write_in(&dir, "roc-calibrated.svg", &svg)?;
+                eprintln!("plot: {}", path.display());
+            }
+            Ok(())
+        }
         Command::CheckScorecard { file } => {
             use std::fmt::Write as _;
             let sc = load_scorecard(file.as_ref())?;
@@ -386,6 +459,51 @@ fn run(cli: Cli) -> Result<()> {
             print_out(&text)
         }
     }
+}
+
+/// The weights before and after, and both scorecards judged on both periods.
+fn render_calibration(old: &str, new: &str, cal: &healthscore::calibrate::Calibration) -> String {
+    use std::fmt::Write as _;
+    let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
+    let p = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "fitted on {} observations ({} churning), L2 {}\n\ncomponent                      weight before  after   coefficient",
+        cal.fit.observations, cal.fit.churning, cal.fit.l2
+    );
+    for c in &cal.fit.components {
+        let _ = writeln!(
+            t,
+            "  {:<28} {:>12} {:>6} {:>13}{}",
+            c.name,
+            c.old_weight,
+            c.new_weight,
+            f(c.coefficient, 3),
+            c.dropped.map_or(String::new(), |d| format!("   off: {d}"))
+        );
+    }
+    let _ = writeln!(t, "\n{:<44} AUC  lift@10%  capture@10%  red share  red recall  red precision",
+        "");
+    for (name, j) in [
+        (format!("fit period, {old}"), &cal.fit_before),
+        (format!("fit period, {new}"), &cal.fit_after),
+        (format!("REPORT period, {old}"), &cal.report_before),
+        (format!("REPORT period, {new}"), &cal.report_after),
+    ] {
+        let _ = writeln!(
+            t,
+            "{name:<42} {:>5} {:>9} {:>12} {:>10} {:>11} {:>14}",
+            f(j.auc, 3),
+            f(j.lift, 2),
+            p(j.capture),
+            p(Some(j.share_red)),
+            p(j.red_recall),
+            p(j.red_precision)
+        );
+    }
+    let _ = writeln!(t, "(bands here are raw, without hysteresis: a re-scored observation has no band history)");
+    t
 }
 
 fn load_scorecard(path: Option<&PathBuf>) -> Result<Scorecard> {
