@@ -111,7 +111,9 @@ pub fn fit_weights(sc: &Scorecard, fit_obs: &[&Observation], l2: f64) -> Result<
         // and breadth all measure use), and one may look wrong only while another is in.
         let worst = active.iter().zip(&coef).filter(|(_, c)| **c <= 0.0).min_by(|a, b| a.1.total_cmp(b.1));
         match worst {
-            Some((&j, _)) => dropped[j] = Some("more points went with more churn (or no less), given the other components"),
+            Some((&j, _)) => {
+                dropped[j] = Some("more points went with more churn (or no less), given the other components")
+            }
             None => {
                 let mut all = vec![None; base.len()];
                 for (j, c) in active.iter().zip(coef) {
@@ -181,7 +183,8 @@ pub fn write_scorecard(source: &str, fit: &Fit, p: &Provenance) -> Result<String
     let rescale = |overrides: &mut toml_edit::Table| {
         for (name, o) in overrides.iter_mut() {
             let Some(f) = scale(&name) else { continue };
-            let Some(w) = o.get("weight").and_then(|i| i.as_float().or_else(|| i.as_integer().map(|v| v as f64))) else {
+            let Some(w) = o.get("weight").and_then(|i| i.as_float().or_else(|| i.as_integer().map(|v| v as f64)))
+            else {
                 continue;
             };
             let new = crate::score::round_to(w * f, 1);
@@ -305,7 +308,8 @@ pub fn calibrate(
     version: &str,
     data: &str,
 ) -> Result<Calibration, CalibrateError> {
-    let (fit_obs, report_obs): (Vec<Observation>, Vec<Observation>) = obs.iter().cloned().partition(|o| o.at < split_at);
+    let (fit_obs, report_obs): (Vec<Observation>, Vec<Observation>) =
+        obs.iter().cloned().partition(|o| o.at < split_at);
     let refs: Vec<&Observation> = fit_obs.iter().collect();
     let fit = fit_weights(sc, &refs, l2)?;
     let range = |o: &[Observation]| match (o.iter().map(|o| o.at).min(), o.iter().map(|o| o.at).max()) {

@@ -358,7 +358,8 @@ fn run(cli: Cli) -> Result<()> {
             print_out(&backtest::render(&r))?;
             if let Some(path) = report {
                 let json = serde_json::to_string_pretty(&r)?;
-                std::fs::write(&path, json + "\n").with_context(|| format!("cannot write report {}", path.display()))?;
+                std::fs::write(&path, json + "\n")
+                    .with_context(|| format!("cannot write report {}", path.display()))?;
                 eprintln!("report: {}", path.display());
             }
             if let Some(dir) = plots {
@@ -378,7 +379,11 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("--l2 must be a number >= 0, got {l2}");
             }
             let same_as_active = history.scorecard.as_ref().is_some_and(|s| {
-                s == &output || std::fs::canonicalize(s).ok().zip(std::fs::canonicalize(&output).ok()).is_some_and(|(a, b)| a == b)
+                s == &output
+                    || std::fs::canonicalize(s)
+                        .ok()
+                        .zip(std::fs::canonicalize(&output).ok())
+                        .is_some_and(|(a, b)| a == b)
             });
             if !force && (same_as_active || output.exists()) {
                 bail!(
@@ -399,10 +404,15 @@ fn run(cli: Cli) -> Result<()> {
                 observed.last_event.map_or("-".into(), |t| healthscore::event::format_rfc3339(t)[..10].to_string()),
                 cfg.horizon_days
             );
-            let cal = healthscore::calibrate::calibrate(&scorecard, &observed.observations, split_at, l2, &version, &data)?;
+            let cal =
+                healthscore::calibrate::calibrate(&scorecard, &observed.observations, split_at, l2, &version, &data)?;
             std::fs::write(&output, &cal.toml).with_context(|| format!("cannot write {}", output.display()))?;
             print_out(&render_calibration(&scorecard.version, &version, &cal))?;
-            eprintln!("calibrated scorecard: {} (check it with `healthscore check-scorecard {}`)", output.display(), output.display());
+            eprintln!(
+                "calibrated scorecard: {} (check it with `healthscore check-scorecard {}`)",
+                output.display(),
+                output.display()
+            );
             if let Some(dir) = plots {
                 let new = Scorecard::from_toml(&cal.toml, "(calibrated)")?;
                 let later: Vec<_> = observed.observations.iter().filter(|o| o.at >= split_at).cloned().collect();
@@ -483,8 +493,7 @@ fn render_calibration(old: &str, new: &str, cal: &healthscore::calibrate::Calibr
             c.dropped.map_or(String::new(), |d| format!("   off: {d}"))
         );
     }
-    let _ = writeln!(t, "\n{:<44} AUC  lift@10%  capture@10%  red share  red recall  red precision",
-        "");
+    let _ = writeln!(t, "\n{:<44} AUC  lift@10%  capture@10%  red share  red recall  red precision", "");
     for (name, j) in [
         (format!("fit period, {old}"), &cal.fit_before),
         (format!("fit period, {new}"), &cal.fit_after),

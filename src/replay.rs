@@ -202,10 +202,11 @@ pub fn replay_observed(
         _ => Vec::new(),
     };
     let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
-    let counts = run_partition(engine, lines.iter().enumerate(), last, &ticks, observe, &mut on_output, |i, rejection| {
-        let l = &lines[i];
-        dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection })
-    });
+    let counts =
+        run_partition(engine, lines.iter().enumerate(), last, &ticks, observe, &mut on_output, |i, rejection| {
+            let l = &lines[i];
+            dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection })
+        });
     summary.add(&counts);
     summary.elapsed = started.elapsed();
     summary

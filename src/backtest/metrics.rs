@@ -101,7 +101,8 @@ pub struct Bin {
 pub fn risk_bins(scores: &[f64], churned: &[bool], bins: usize) -> Vec<Bin> {
     assert_eq!(scores.len(), churned.len());
     let n = scores.len() as f64;
-    let mut out = vec![Bin { count: 0.0, churned: 0.0, churn_rate: 0.0, min_score: f64::NAN, max_score: f64::NAN }; bins];
+    let mut out =
+        vec![Bin { count: 0.0, churned: 0.0, churn_rate: 0.0, min_score: f64::NAN, max_score: f64::NAN }; bins];
     if scores.is_empty() || bins == 0 {
         return out;
     }
@@ -221,7 +222,13 @@ mod tests {
             for j in 0..300 {
                 if churned[i] && !churned[j] {
                     pairs += 1.0;
-                    wins += if scores[i] < scores[j] { 1.0 } else if scores[i] == scores[j] { 0.5 } else { 0.0 };
+                    wins += if scores[i] < scores[j] {
+                        1.0
+                    } else if scores[i] == scores[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }

@@ -11,7 +11,7 @@ pub mod observe;
 pub mod plot;
 pub mod report;
 
-pub use self::observe::{observe, parse_labels, Label, ObserveConfig, Observation, Observed, Outcomes};
+pub use self::observe::{observe, parse_labels, Label, Observation, ObserveConfig, Observed, Outcomes};
 pub use self::report::{build, render, Report, Split};
 
 use crate::score::Scorecard;

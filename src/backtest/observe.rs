@@ -110,7 +110,9 @@ pub struct Observed {
 /// The label of an observation at `at`, for a customer whose first churn is `first_churn`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Label {
-    Churns { days: f64 },
+    Churns {
+        days: f64,
+    },
     Stays,
     /// The customer had churned already: not a customer to score any more.
     AfterChurn,
@@ -144,7 +146,12 @@ pub fn observation_dates(first: Millis, last: Millis, every_days: u32) -> Vec<Mi
 
 /// Days from the first instant in `[from, until)` at which the band satisfies `flagged` to
 /// `until`. `changes` are (time, band) in time order, each the band from that time on.
-pub fn lead_days(changes: &[(Millis, Band)], from: Millis, until: Millis, flagged: impl Fn(Band) -> bool) -> Option<f64> {
+pub fn lead_days(
+    changes: &[(Millis, Band)],
+    from: Millis,
+    until: Millis,
+    flagged: impl Fn(Band) -> bool,
+) -> Option<f64> {
     if from >= until {
         return None;
     }
@@ -274,18 +281,19 @@ pub fn observe(
                     excluded.warmup += 1;
                     continue;
                 }
-                let (churned, days_to_churn) = match label(at, first_churn.get(c.id.as_str()).copied(), horizon, known_until.get()) {
-                    Label::AfterChurn => {
-                        excluded.after_churn += 1;
-                        continue;
-                    }
-                    Label::Censored => {
-                        excluded.censored += 1;
-                        continue;
-                    }
-                    Label::Churns { days } => (true, Some(days)),
-                    Label::Stays => (false, None),
-                };
+                let (churned, days_to_churn) =
+                    match label(at, first_churn.get(c.id.as_str()).copied(), horizon, known_until.get()) {
+                        Label::AfterChurn => {
+                            excluded.after_churn += 1;
+                            continue;
+                        }
+                        Label::Censored => {
+                            excluded.censored += 1;
+                            continue;
+                        }
+                        Label::Churns { days } => (true, Some(days)),
+                        Label::Stays => (false, None),
+                    };
                 let signals = c.signals(at, &params);
                 let (stage, raw) = sc.evaluate(&signals, c.segment, &mut parts, &mut caps);
                 let score = (raw * 10.0).round() / 10.0;
@@ -362,7 +370,11 @@ mod tests {
     fn labels_look_ahead_one_horizon_and_leave_out_what_cannot_be_known() {
         let h = 30 * D;
         assert_eq!(label(T, Some(T + 10 * D), h, None), Label::Churns { days: 10.0 });
-        assert_eq!(label(T, Some(T + 30 * D), h, None), Label::Churns { days: 30.0 }, "the horizon's last instant counts");
+        assert_eq!(
+            label(T, Some(T + 30 * D), h, None),
+            Label::Churns { days: 30.0 },
+            "the horizon's last instant counts"
+        );
         assert_eq!(label(T, Some(T + 30 * D + 1), h, None), Label::Stays);
         assert_eq!(label(T, Some(T), h, None), Label::AfterChurn);
         assert_eq!(label(T, Some(T - D), h, None), Label::AfterChurn);
@@ -385,7 +397,8 @@ mod tests {
 
     #[test]
     fn lead_time_is_from_the_first_flag_inside_the_window() {
-        let changes = [(T, Band::Green), (T + 10 * D, Band::Yellow), (T + 20 * D, Band::Red), (T + 25 * D, Band::Yellow)];
+        let changes =
+            [(T, Band::Green), (T + 10 * D, Band::Yellow), (T + 20 * D, Band::Red), (T + 25 * D, Band::Yellow)];
         let churn = T + 40 * D;
         let red = |b: Band| b == Band::Red;
         assert_eq!(lead_days(&changes, T, churn, red), Some(20.0));

@@ -137,11 +137,17 @@ mod tests {
     #[test]
     fn charts_are_svg_with_their_labels() {
         let bins: Vec<Bin> = (0..10)
-            .map(|i| Bin { count: 10.0, churned: 1.0, churn_rate: 0.5 / (i + 1) as f64, min_score: 0.0, max_score: 1.0 })
+            .map(|i| Bin {
+                count: 10.0,
+                churned: 1.0,
+                churn_rate: 0.5 / (i + 1) as f64,
+                min_score: 0.0,
+                max_score: 1.0,
+            })
             .collect();
         let svg = calibration_svg("calibration", &bins, 0.1).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("calibration") && svg.contains("overall 10.0%"));
-        assert_eq!(svg.matches("<rect").count() >= 10, true);
+        assert!(svg.matches("<rect").count() >= 10);
         let pts = [RocPoint { threshold: 0.0, fpr: 0.0, tpr: 0.0 }, RocPoint { threshold: 1.0, fpr: 1.0, tpr: 1.0 }];
         let svg = roc_svg("roc", &[("default (AUC 0.81)".into(), &pts)]).unwrap();
         assert!(svg.contains("default (AUC 0.81)") && svg.contains("<polyline"));

@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::metrics::{auc, flag_quality, quantile, risk_bins, roc, thin, worst_decile, Bin, FlagQuality, Lift, RocPoint};
+use super::metrics::{
+    auc, flag_quality, quantile, risk_bins, roc, thin, worst_decile, Bin, FlagQuality, Lift, RocPoint,
+};
 use super::observe::{Exclusions, Observation, Observed};
 use crate::event::{format_rfc3339, Millis};
 use crate::score::{Band, Scorecard, Stage};
@@ -314,7 +316,10 @@ pub fn build(sc: &Scorecard, observed: &Observed, settings_in: (u32, u32, u32), 
         components: components(sc, later.iter().copied()),
         stages: Stage::ALL
             .iter()
-            .map(|&s| StageRow { stage: s.as_str(), summary: summarise(later.iter().copied().filter(|o| o.stage == s)) })
+            .map(|&s| StageRow {
+                stage: s.as_str(),
+                summary: summarise(later.iter().copied().filter(|o| o.stage == s)),
+            })
             .collect(),
         lead_time: lead_time(observed),
         live_lookback: LiveLookback::from(&observed.live),
@@ -378,7 +383,8 @@ pub fn render(r: &Report) -> String {
     let p = &r.periods.report;
     let _ = writeln!(t, "\nreport period by band   obs  churning  churn rate");
     for b in &p.bands {
-        let _ = writeln!(t, "  {:<18} {:>6} {:>9} {:>11}", b.band.as_str(), b.observations, b.churning, pct(b.churn_rate));
+        let _ =
+            writeln!(t, "  {:<18} {:>6} {:>9} {:>11}", b.band.as_str(), b.observations, b.churning, pct(b.churn_rate));
     }
     let _ = writeln!(
         t,

@@ -441,7 +441,12 @@ impl Customer {
     /// How this customer stood before a cancellation at `now` (see [`ChurnLookback`]); bands
     /// from its first `warmup_days` in the stream do not count, as for the alert rules.
     pub fn churn_lookback(&self, now: Millis, warmup_days: u32) -> ChurnLookback {
-        ChurnLookback::read(&self.score.bands, &self.score.last_fired, day_of(now), day_of(self.first_seen) + warmup_days)
+        ChurnLookback::read(
+            &self.score.bands,
+            &self.score.last_fired,
+            day_of(now),
+            day_of(self.first_seen) + warmup_days,
+        )
     }
 
     /// The approximate memory this customer holds, inline and on the heap.

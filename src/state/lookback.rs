@@ -83,7 +83,8 @@ impl ChurnLookback {
     /// stamps. Days before `warm_from` (the end of the rules' warm-up) do not count: a customer's
     /// first scores say more about missing history than about health.
     pub fn read(bands: &BandHistory, last_fired: &[Day; RULE_COUNT], today: Day, warm_from: Day) -> ChurnLookback {
-        let band_on = |days_before: u32| today.checked_sub(days_before).filter(|d| *d >= warm_from).and_then(|d| bands.get(d));
+        let band_on =
+            |days_before: u32| today.checked_sub(days_before).filter(|d| *d >= warm_from).and_then(|d| bands.get(d));
         let from = today.saturating_sub(90).max(warm_from);
         let first_red = (from..=today).find(|d| bands.get(*d) == Some(Band::Red));
         let risk_alert = RuleId::ALL
@@ -169,7 +170,13 @@ mod tests {
     fn a_lookback_reads_bands_lead_time_and_alerts() {
         let mut h = BandHistory::default();
         for d in 900..=1000 {
-            let band = if d < 940 { Band::Green } else if d < 975 { Band::Yellow } else { Band::Red };
+            let band = if d < 940 {
+                Band::Green
+            } else if d < 975 {
+                Band::Yellow
+            } else {
+                Band::Red
+            };
             h.set(d, band);
         }
         let mut fired = [0; RULE_COUNT];
@@ -192,7 +199,13 @@ mod tests {
     #[test]
     fn stats_count_bands_and_a_cumulative_lead_time_histogram() {
         let mut s = ChurnStats::default();
-        let base = ChurnLookback { band_now: Some(Band::Red), band_30d: None, band_90d: Some(Band::Green), first_red_days: Some(10), risk_alert_days: Some(3) };
+        let base = ChurnLookback {
+            band_now: Some(Band::Red),
+            band_30d: None,
+            band_90d: Some(Band::Green),
+            first_red_days: Some(10),
+            risk_alert_days: Some(3),
+        };
         s.record(&base);
         s.record(&ChurnLookback { first_red_days: None, risk_alert_days: None, ..base });
         assert_eq!(s.cancellations, 2);
