@@ -18,7 +18,7 @@ use crate::hash::event_id;
 use crate::output::{round_to, Alert, ComponentOut, EmitReason, Output, ScoreChanged};
 use crate::rules::{Firing, RuleInput, Trigger};
 use crate::score::{ComponentScore, Scorecard};
-use crate::state::{Customer, SignalParams, Store, Timers, HISTORY_DAYS};
+use crate::state::{ChurnStats, Customer, SignalParams, Store, Timers, HISTORY_DAYS};
 use crate::window::{day_of, window_start};
 
 /// Engine settings that are not part of the scorecard.
@@ -81,6 +81,9 @@ pub struct EngineStats {
     pub score_changes: u64,
     pub alerts: u64,
     pub evicted: u64,
+    /// How customers stood before they cancelled, counted on each cancellation (the live
+    /// accuracy of the score: does red come before churn?).
+    pub churn: ChurnStats,
 }
 
 /// The scoring engine for one partition of customers. `Clone` gives a consistent copy of the
@@ -243,6 +246,10 @@ impl Engine {
             self.stats.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
+        if matches!(event.kind, EventKind::SubscriptionCancelled { .. }) && customer.cancel_at.is_none() {
+            // Read before the cancellation is applied and scored: how it stood before churning.
+            self.stats.churn.record(&customer.churn_lookback(ts, self.scorecard.rules.warmup_days));
+        }
         let step = customer.apply(event);
         if matches!(event.kind, EventKind::SubscriptionStarted { .. } | EventKind::SubscriptionChanged { .. }) {
             customer.segment = self.scorecard.segment_of(customer.plan.as_deref());
@@ -326,9 +333,7 @@ impl Engine {
 
         let params = SignalParams { core_feature_keys: &sc.core_feature_keys, falling_usage_pct: sc.falling_usage_pct };
         let signals = c.signals(now, &params);
-        let stage = sc.stage_of(&signals);
-        let weighted = sc.score(&signals, stage, c.segment, parts);
-        let raw = sc.cap(&signals, weighted, parts, caps);
+        let (stage, raw) = sc.evaluate(&signals, c.segment, parts, caps);
         let tenths = (raw * 10.0).round() as u16;
         let score = tenths as f64 / 10.0;
         let previous_band = c.score.band;
@@ -438,6 +443,7 @@ impl Engine {
         }
 
         c.score.band = Some(band);
+        c.score.bands.set(today, band);
         if let Some(b) = c.score.history.at_mut(today) {
             *b = tenths + 1;
         }

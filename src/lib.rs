@@ -1,4 +1,6 @@
 //! healthscore: customer events in, customer health scores and churn alerts out.
+pub mod backtest;
+pub mod calibrate;
 pub mod engine;
 pub mod event;
 pub mod generate;

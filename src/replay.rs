@@ -85,6 +85,8 @@ pub fn replay_with(
             engine,
             lines.iter().enumerate(),
             last,
+            &[],
+            |_, _| {},
             |o| {
                 o.write_json(&mut buf);
                 buf.push(b'\n');
@@ -124,6 +126,8 @@ pub fn replay_with(
                             engine,
                             part.iter().map(|&i| (i, &lines[i])),
                             last,
+                            &[],
+                            |_, _| {},
                             |o| run.outputs.push((o.timestamp(), o.to_json())),
                             |i, r| run.rejects.push((i, r)),
                         );
@@ -186,11 +190,49 @@ impl ReplaySummary {
     }
 }
 
-/// Runs one engine over its lines (index, line), then advances it to `last`.
+/// Replays `inputs` through one engine like [`replay`], and also lets `observe` look at the
+/// engine at each instant `ticks` returns (ascending; it is given the first and last event time
+/// of the history): once every line up to that instant has been applied and before any later
+/// one is. Outputs go to `on_output` instead of a writer.
+///
+/// This is how `backtest` watches a history unfold: it reads every customer's state as of each
+/// observation date. Observing only reads, so the engine's outputs are exactly those of
+/// [`replay`]. Ticks after the last event time are not observed (nothing is known there).
+pub fn replay_observed(
+    engine: &mut Engine,
+    inputs: &[Input],
+    ticks: impl FnOnce(Millis, Millis) -> Vec<Millis>,
+    observe: impl FnMut(&Engine, Millis),
+    mut on_output: impl FnMut(&Output),
+    mut dead_letter: impl FnMut(DeadLetter<'_>),
+) -> ReplaySummary {
+    let started = Instant::now();
+    let lines = ordered_lines(inputs);
+    let last = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN);
+    let first = lines.iter().map(|l| l.time).filter(|t| *t != Millis::MIN).min();
+    let ticks = match (first, last) {
+        (Some(first), Some(last)) => ticks(first, last),
+        _ => Vec::new(),
+    };
+    let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
+    let counts =
+        run_partition(engine, lines.iter().enumerate(), last, &ticks, observe, &mut on_output, |i, rejection| {
+            let l = &lines[i];
+            dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection })
+        });
+    summary.add(&counts);
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+/// Runs one engine over its lines (index, line), then advances it to `last`. `observe` sees the
+/// engine at each of `ticks` up to `last`, after the lines up to it and before the lines after.
 fn run_partition<'a>(
     engine: &mut Engine,
     lines: impl Iterator<Item = (usize, &'a Line<'a>)>,
     last: Option<Millis>,
+    ticks: &[Millis],
+    mut observe: impl FnMut(&Engine, Millis),
     mut emit: impl FnMut(&Output),
     mut reject: impl FnMut(usize, Rejection),
 ) -> Counts {
@@ -203,12 +245,23 @@ fn run_partition<'a>(
         }
     };
     let mut lines = lines.peekable();
+    let mut ticks = ticks.iter().copied().filter(|t| last.is_some_and(|last| *t <= last)).peekable();
     let mut chunk: Vec<(usize, &[u8])> = Vec::with_capacity(BATCH);
     let mut batch: Vec<(&[u8], Option<crate::event::Source>)> = Vec::with_capacity(BATCH);
     let mut results = Vec::with_capacity(BATCH);
-    while lines.peek().is_some() {
+    while let Some((_, next)) = lines.peek() {
+        while let Some(t) = ticks.next_if(|t| next.time > *t) {
+            observe(engine, t);
+        }
+        // A batch never crosses the next tick, so the engine can be observed between lines.
+        let until = ticks.peek().copied().unwrap_or(Millis::MAX);
         chunk.clear();
-        chunk.extend(lines.by_ref().take(BATCH).map(|(i, l)| (i, l.bytes)));
+        while chunk.len() < BATCH {
+            match lines.next_if(|(_, l)| l.time <= until) {
+                Some((i, l)) => chunk.push((i, l.bytes)),
+                None => break,
+            }
+        }
         batch.clear();
         batch.extend(chunk.iter().map(|(_, bytes)| (*bytes, None)));
         engine.apply_batch(&batch, &mut results, &mut outputs);
@@ -223,6 +276,9 @@ fn run_partition<'a>(
             }
         }
         drain(&mut outputs, &mut counts);
+    }
+    for t in ticks {
+        observe(engine, t);
     }
     if let Some(last) = last {
         engine.advance_to(last, &mut outputs);

@@ -379,6 +379,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid_and_shows_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
+        let c = Config::load(Some(&path), std::iter::empty()).unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
     fn a_wrong_type_names_its_key() {
         let e = load("[kafka]\nprocessing_guarantee = \"twice\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");

@@ -181,6 +181,21 @@ impl Scorecard {
         score.clamp(0.0, 100.0)
     }
 
+    /// The whole scoring function for one customer: its stage, the weighted score of that
+    /// stage's and `segment`'s components (parts in `parts`), then the caps (their indexes in
+    /// `caps`). Returns the stage and the capped score, not yet rounded.
+    pub fn evaluate(
+        &self,
+        signals: &Signals,
+        segment: u8,
+        parts: &mut Vec<ComponentScore>,
+        caps: &mut Vec<usize>,
+    ) -> (Stage, f64) {
+        let stage = self.stage_of(signals);
+        let weighted = self.score(signals, stage, segment, parts);
+        (stage, self.cap(signals, weighted, parts, caps))
+    }
+
     /// Applies the caps whose condition holds to `score`; returns the capped score and marks in
     /// `applied` (cleared first) the index of every cap that lowered it. When the score is
     /// lowered, the parts' contributions are scaled so they still add up to the score.

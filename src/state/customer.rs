@@ -9,6 +9,8 @@ use crate::score::Band;
 use crate::signal::{Signal, Signals};
 use crate::window::{day_of, window_start, DailyRing, Day, DayLog, RecencySet};
 
+use super::lookback::{BandHistory, ChurnLookback};
+
 /// Days of history the windows keep: the longest window.
 pub const HISTORY_DAYS: usize = 90;
 /// Recent event ids remembered per customer for de-duplication.
@@ -62,6 +64,9 @@ pub struct ScoreState {
     pub last_fired: [Day; RULE_COUNT],
     /// The latest evaluation time; outputs of one customer never go back in time.
     pub last_eval: Millis,
+    /// The band of each of the last 96 days, so a cancellation can say how the customer stood
+    /// 30 and 90 days before (24 bytes; the daily scores above cover only 32 days).
+    pub bands: BandHistory,
 }
 
 impl Default for ScoreState {
@@ -72,6 +77,7 @@ impl Default for ScoreState {
             history: DailyRing::default(),
             last_fired: [0; RULE_COUNT],
             last_eval: Millis::MIN,
+            bands: BandHistory::default(),
         }
     }
 }
@@ -430,6 +436,17 @@ impl Customer {
             .is_some_and(|t| t <= params.falling_usage_pct);
         s.set(Signal::UrgentTicketWithFallingUsage, Some((urgent > 0 && falling) as u8 as f64));
         s
+    }
+
+    /// How this customer stood before a cancellation at `now` (see [`ChurnLookback`]); bands
+    /// from its first `warmup_days` in the stream do not count, as for the alert rules.
+    pub fn churn_lookback(&self, now: Millis, warmup_days: u32) -> ChurnLookback {
+        ChurnLookback::read(
+            &self.score.bands,
+            &self.score.last_fired,
+            day_of(now),
+            day_of(self.first_seen) + warmup_days,
+        )
     }
 
     /// The approximate memory this customer holds, inline and on the heap.

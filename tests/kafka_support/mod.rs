@@ -272,6 +272,16 @@ impl Service {
     }
 }
 
+impl Drop for Service {
+    /// A failed test must not leave its service running (it would keep consuming and competing).
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn unsafe_kill(pid: u32, signal: &str) {
     Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
 }
