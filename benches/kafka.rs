@@ -222,13 +222,10 @@ fn main() {
 
     println!("\n| run | events/s | CPU-s per M events | ratio to ceiling |");
     println!("|---|---:|---:|---:|");
-    for (name, d) in [("raw consume (ceiling)", &ceil), ("healthscore at_least_once", &alo), ("healthscore exactly_once", &eos)] {
-        println!(
-            "| {name} | {:.0} | {:.2} | {:.2} |",
-            d.rate(),
-            d.cpu_per_million(),
-            d.rate() / ceil.rate()
-        );
+    for (name, d) in
+        [("raw consume (ceiling)", &ceil), ("healthscore at_least_once", &alo), ("healthscore exactly_once", &eos)]
+    {
+        println!("| {name} | {:.0} | {:.2} | {:.2} |", d.rate(), d.cpu_per_million(), d.rate() / ceil.rate());
     }
     println!(
         "\nproduce-to-visible (read_committed) with load offered at {half:.0} events/s: p50 {p50:.0} ms, p99 {p99:.0} ms over {probes} probes"

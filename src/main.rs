@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use healthscore::backtest::{self, ObserveConfig, Observed, Outcomes, Split};
 use healthscore::engine::{Engine, EngineConfig};
+use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::pipeline::demo::{run_demo, DemoOptions};
 use healthscore::pipeline::{Config, Processor, Stats};
-use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
 use healthscore::score::{Band, Scorecard};
 use healthscore::signal::Signal;
@@ -523,7 +523,14 @@ fn run(cli: Cli) -> Result<()> {
                 let topics = healthscore::pipeline::config::Topics::default();
                 let (stop, sent) = (AtomicBool::new(false), AtomicU64::new(0));
                 let started = std::time::Instant::now();
-                let n = healthscore::pipeline::send::send_events(&producer, &topics, Generator::new(cfg), rate, &stop, &sent)?;
+                let n = healthscore::pipeline::send::send_events(
+                    &producer,
+                    &topics,
+                    Generator::new(cfg),
+                    rate,
+                    &stop,
+                    &sent,
+                )?;
                 eprintln!("sent {n} events to {brokers} in {:.1}s", started.elapsed().as_secs_f64());
                 return Ok(());
             }

@@ -29,4 +29,3 @@ pub fn quick_string_field<'a>(finder: &memmem::Finder<'_>, line: &'a [u8]) -> Op
     let close = value.iter().position(|b| *b == b'"')?;
     Some(&value[..close])
 }
-

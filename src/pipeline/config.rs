@@ -205,8 +205,7 @@ impl Config {
 
         let mut unknown = Vec::new();
         let parsed: Result<Config, _> = serde_ignored::deserialize(raw, |path| unknown.push(path.to_string()));
-        let mut issues: Vec<ConfigIssue> =
-            unknown.into_iter().map(|k| ConfigIssue::new(k, "unknown key")).collect();
+        let mut issues: Vec<ConfigIssue> = unknown.into_iter().map(|k| ConfigIssue::new(k, "unknown key")).collect();
         match parsed {
             Ok(config) => {
                 issues.extend(config.validate());
@@ -257,10 +256,9 @@ impl Config {
                 issues.push(ConfigIssue::new(*key, format!("`{name}` is also {other}; every topic must differ")));
             }
         }
-        for (section, props, owned) in [
-            ("kafka.consumer", &k.consumer, CONSUMER_OWNED),
-            ("kafka.producer", &k.producer, PRODUCER_OWNED),
-        ] {
+        for (section, props, owned) in
+            [("kafka.consumer", &k.consumer, CONSUMER_OWNED), ("kafka.producer", &k.producer, PRODUCER_OWNED)]
+        {
             for key in props.keys() {
                 if owned.contains(&key.as_str()) {
                     issues.push(ConfigIssue::new(

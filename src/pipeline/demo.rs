@@ -80,7 +80,8 @@ pub fn run_demo(
         .context("cannot start the processor thread")?;
 
     let sent = Arc::new(AtomicU64::new(0));
-    let gen = GenConfig { customers: options.customers, days: options.days, seed: options.seed, ..GenConfig::default() };
+    let gen =
+        GenConfig { customers: options.customers, days: options.days, seed: options.seed, ..GenConfig::default() };
     let (send_stop, send_count, brokers, topics, rate) =
         (stop.clone(), sent.clone(), config.kafka.brokers.clone(), config.kafka.topics.clone(), options.rate);
     let sender = std::thread::Builder::new()

@@ -89,7 +89,9 @@ pub fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, config: &Con
     let inputs: Vec<(&str, Option<i32>)> = topics.inputs().into_iter().map(|t| (t, count(t))).collect();
     for (name, n) in &inputs {
         if n.is_none_or(|n| n == 0) {
-            problems.push(format!("input topic `{name}` does not exist; create it with as many partitions as the other inputs"));
+            problems.push(format!(
+                "input topic `{name}` does not exist; create it with as many partitions as the other inputs"
+            ));
         }
     }
     let counts: Vec<i32> = inputs.iter().filter_map(|(_, n)| *n).filter(|n| *n > 0).collect();
@@ -106,7 +108,8 @@ pub fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, config: &Con
     }
     for name in [&topics.output, &topics.dead_letter] {
         if count(name).is_none() {
-            problems.push(format!("output topic `{name}` does not exist; create it (healthscore does not create topics)"));
+            problems
+                .push(format!("output topic `{name}` does not exist; create it (healthscore does not create topics)"));
         }
     }
     if problems.is_empty() {
@@ -135,7 +138,8 @@ pub fn cached_high_watermarks<C: ConsumerContext>(
             &mut high,
         )
     };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some((low.max(0), high))
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low.max(0), high))
 }
 
 /// Headers of an output event.

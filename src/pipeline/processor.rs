@@ -163,10 +163,14 @@ impl State {
     /// Prepares new partitions: each starts empty, reads its topics from the beginning and
     /// restores up to the committed offsets (fetched here; with exactly-once this waits for a
     /// previous owner's open transaction to end, so no committed output is re-emitted).
-    fn assign(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, tpl: &mut TopicPartitionList) -> anyhow::Result<()> {
-        let committed = consumer
-            .committed_offsets(tpl.clone(), TIMEOUT)
-            .context("cannot read the group's committed offsets")?;
+    fn assign(
+        &mut self,
+        shared: &Shared,
+        consumer: &BaseConsumer<Ctx>,
+        tpl: &mut TopicPartitionList,
+    ) -> anyhow::Result<()> {
+        let committed =
+            consumer.committed_offsets(tpl.clone(), TIMEOUT).context("cannot read the group's committed offsets")?;
         let mut resets = Vec::new();
         for e in committed.elements() {
             let Some(source) = shared.source_of(e.topic()) else { continue };
@@ -194,7 +198,12 @@ impl State {
 
     /// Lets partitions go: commits what was processed first (the transaction, with
     /// exactly-once), unless the assignment was lost, in which case it is aborted.
-    fn revoke(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) -> anyhow::Result<()> {
+    fn revoke(
+        &mut self,
+        shared: &Shared,
+        consumer: &BaseConsumer<Ctx>,
+        tpl: &TopicPartitionList,
+    ) -> anyhow::Result<()> {
         if consumer.assignment_lost() {
             warn!("assignment lost; aborting in-flight work");
             self.abort(shared, consumer)?;
@@ -352,7 +361,9 @@ impl State {
                         Ok(()) => {
                             self.pending_seeks.remove(&(e.topic().to_string(), e.partition()));
                         }
-                        Err(err) => warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek failed; will retry"),
+                        Err(err) => {
+                            warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek failed; will retry")
+                        }
                     }
                 }
             }
@@ -596,7 +607,8 @@ impl State {
             let record = BaseRecord::to(&config.kafka.topics.output)
                 .key(o.customer_id())
                 .payload(&json[..])
-                .timestamp(o.timestamp())
+                // Kafka timestamp: now (the default), not the event time in the payload, so a
+                // backfill of old history is not deleted by time-based retention on arrival.
                 .headers(kafka::output_headers(o.type_name()));
             produce(&shared.producer, record)?;
             match o {
@@ -604,7 +616,14 @@ impl State {
                 Output::Alert(a) => {
                     super::demo::remember_alert(
                         &shared.recent_alerts,
-                        format!("{} {} {} (score {:.0}): {}", a.customer_id, a.rule.as_str(), a.band.as_str(), a.score, a.message),
+                        format!(
+                            "{} {} {} (score {:.0}): {}",
+                            a.customer_id,
+                            a.rule.as_str(),
+                            a.band.as_str(),
+                            a.score,
+                            a.message
+                        ),
                     );
                     stats.alerts.fetch_add(1, Relaxed)
                 }

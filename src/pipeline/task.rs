@@ -215,10 +215,8 @@ mod tests {
             "support" => r#""type":"ticket_opened","ticket_id":"t1","priority":"low""#,
             _ => r#""type":"invoice_paid","invoice_id":"i1","amount":10"#,
         };
-        format!(
-            r#"{{"event_id":"{id}","customer_id":"c1","timestamp":"2026-03-{day:02}T{hour:02}:00:00Z",{body}}}"#
-        )
-        .into_bytes()
+        format!(r#"{{"event_id":"{id}","customer_id":"c1","timestamp":"2026-03-{day:02}T{hour:02}:00:00Z",{body}}}"#)
+            .into_bytes()
     }
 
     fn order(t: &mut PartitionTask, force: bool) -> Vec<(usize, i64)> {

@@ -51,7 +51,10 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
 pub fn create_topics(list: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers()).create().expect("admin client");
-    let new: Vec<NewTopic<'_>> = list.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1))).collect();
+    // Keep everything: the events carry historical event times as their Kafka timestamps, which
+    // time-based retention would delete at the broker's next retention check.
+    let new: Vec<NewTopic<'_>> =
+        list.iter().map(|(n, p)| NewTopic::new(n, *p, TopicReplication::Fixed(1)).set("retention.ms", "-1")).collect();
     let results = block_on(admin.create_topics(&new, &AdminOptions::new())).expect("create topics");
     for r in results {
         r.expect("topic created");
@@ -80,15 +83,8 @@ pub fn population(customers: u32, days: u32, seed: u64) -> Vec<GeneratedEvent> {
 
 pub fn send(t: &Topics, events: &[GeneratedEvent]) {
     let producer = input_producer(&brokers()).unwrap();
-    let n = send_events(
-        &producer,
-        t,
-        events.iter().cloned(),
-        None,
-        &AtomicBool::new(false),
-        &AtomicU64::new(0),
-    )
-    .unwrap();
+    let n =
+        send_events(&producer, t, events.iter().cloned(), None, &AtomicBool::new(false), &AtomicU64::new(0)).unwrap();
     assert_eq!(n as usize, events.len());
 }
 
@@ -191,8 +187,11 @@ pub fn count(map: &BTreeMap<String, Vec<String>>) -> usize {
 
 pub fn assert_same(actual: &BTreeMap<String, Vec<String>>, expected: &BTreeMap<String, Vec<String>>) {
     assert!(count(expected) > 100, "the scenario must produce outputs ({})", count(expected));
-    let differ: Vec<&String> =
-        expected.iter().filter(|(c, want)| actual.get(*c).map(Vec::as_slice).unwrap_or_default() != want.as_slice()).map(|(c, _)| c).collect();
+    let differ: Vec<&String> = expected
+        .iter()
+        .filter(|(c, want)| actual.get(*c).map(Vec::as_slice).unwrap_or_default() != want.as_slice())
+        .map(|(c, _)| c)
+        .collect();
     if !differ.is_empty() {
         eprintln!("{} of {} customers differ: {differ:?}", differ.len(), expected.len());
     }
@@ -323,4 +322,3 @@ pub fn wait_caught_up(t: &Topics, group: &str, services: &mut [&mut Service]) {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
-
