@@ -1,7 +1,8 @@
 //! `make bench-kafka`: healthscore against a real broker, compared in the same run with a
 //! consumer that only counts (the ceiling any processor can reach here).
 //!
-//! 1. Loads a fixed synthetic population (≥ 5 M events by default) into the three input topics.
+//! 1. Loads a fixed synthetic population (2,000 customers x 90 days, ~6 M events, by default)
+//!    into the three input topics.
 //! 2. Ceiling: an rdkafka consumer reads all of it and only counts.
 //! 3. `healthscore run` drains it from the beginning, at-least-once and exactly-once (fresh
 //!    groups), timed from process start until the group has committed the end of every input;
@@ -197,7 +198,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench` enumerates benches; nothing to list
     }
-    let customers = env_u32("BENCH_CUSTOMERS", 8_000);
+    let customers = env_u32("BENCH_CUSTOMERS", 2_000);
     let days = env_u32("BENCH_DAYS", 90);
     let t = topics("bench");
     create_all(&t, PARTITIONS);

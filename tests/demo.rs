@@ -19,12 +19,9 @@ fn the_demo_scores_a_generated_population_end_to_end_on_the_mock_cluster() {
         every: Duration::from_secs(1),
     };
     let mut lines = Vec::new();
-    let summary = run_demo(
-        &options,
-        Arc::new(Scorecard::default_scorecard()),
-        Arc::new(AtomicBool::new(false)),
-        |l| lines.push(l.to_string()),
-    )
+    let summary = run_demo(&options, Arc::new(Scorecard::default_scorecard()), Arc::new(AtomicBool::new(false)), |l| {
+        lines.push(l.to_string())
+    })
     .expect("demo runs");
     assert!(lines[0].contains("mock Kafka cluster at"), "prints the bootstrap address: {}", lines[0]);
     assert!(summary.sent > 10_000, "the generator sent the population: {summary:?}");
