@@ -14,7 +14,7 @@ use crate::score::ConfigIssue;
 
 /// The whole service configuration. Field docs are the reference; README's Configuration
 /// section shows the same with examples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
     /// Scorecard TOML; empty: the built-in default scorecard.
@@ -22,17 +22,6 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub engine: EngineConfig,
     pub pipeline: PipelineConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            scorecard: None,
-            kafka: KafkaConfig::default(),
-            engine: EngineConfig::default(),
-            pipeline: PipelineConfig::default(),
-        }
-    }
 }
 
 /// Where to read and write, and how.
