@@ -51,6 +51,13 @@ impl Store {
         slot
     }
 
+    /// Asks the CPU to start loading the customer in `slot` (its struct, not its heap data: see
+    /// [`Customer::prefetch`]). Reads nothing, so it never waits, whatever the slot holds.
+    pub fn prefetch(&self, slot: u32) {
+        let at = self.slots.as_ptr().wrapping_add(slot as usize) as *const u8;
+        super::customer::prefetch_bytes(at, std::mem::size_of::<Option<Customer>>());
+    }
+
     pub fn get(&self, slot: u32) -> Option<&Customer> {
         self.slots.get(slot as usize)?.as_ref()
     }
@@ -135,6 +142,17 @@ impl Timers {
             bucket.sort_unstable_by(|a, b| b.cmp(a));
             self.current = bucket;
             self.current_minute = Some(minute);
+        }
+    }
+
+    /// Calls `f` with the slot of every timer due at or before `now`, without removing any, in
+    /// no particular order; stale entries included (for prefetching what popping them will read).
+    pub fn for_each_due(&self, now: Millis, mut f: impl FnMut(u32)) {
+        for e in self.current.iter().rev().take_while(|e| e.0 <= now) {
+            f(e.2);
+        }
+        for bucket in self.buckets.range(..=now.div_euclid(MINUTE_MS)).map(|(_, b)| b) {
+            bucket.iter().filter(|e| e.0 <= now).for_each(|e| f(e.2));
         }
     }
 
