@@ -196,10 +196,12 @@ impl Engine {
         for &(slot, _) in &due {
             self.store.prefetch(slot);
         }
+        // Index lookups that do not touch the customers, so their misses overlap; the id is
+        // checked when the event is applied.
         let mut hints = Vec::with_capacity(parsed.len());
         for p in &parsed {
             let slot = p.as_ref().ok().and_then(|event| {
-                let slot = self.store.find(&event.customer_id)?;
+                let slot = self.store.candidate(&event.customer_id)?;
                 self.store.prefetch(slot);
                 due.push((slot, day_of(event.timestamp)));
                 Some(slot)
