@@ -185,14 +185,38 @@ impl Engine {
         out: &mut Vec<Output>,
     ) {
         let parsed: Vec<Result<Event<'_>, Rejection>> = inputs.iter().map(|(b, topic)| parse(b, *topic)).collect();
+        // The customers whose timers the batch's events will fire, as stream time moves on.
+        let mut due = Vec::new();
+        let batch_end = parsed.iter().filter_map(|p| p.as_ref().ok().map(|e| e.timestamp)).max();
+        if let Some(t) = batch_end.map(|end| end.max(self.max_event_time) - self.lateness()) {
+            if t > self.stream_time {
+                self.timers.for_each_due(t, |slot| {
+                    if due.len() < MAX_PREFETCHED_TIMERS {
+                        due.push((slot, day_of(t)));
+                    }
+                });
+            }
+        }
+        for &(slot, _) in &due {
+            self.store.prefetch(slot);
+        }
+        // Index lookups that do not touch the customers, so their misses overlap; the id is
+        // checked when the event is applied.
         let mut hints = Vec::with_capacity(parsed.len());
         for p in &parsed {
             let slot = p.as_ref().ok().and_then(|event| {
-                let slot = self.store.find(&event.customer_id)?;
-                self.store.get(slot).expect("found").prefetch(day_of(event.timestamp));
+                let slot = self.store.candidate(&event.customer_id)?;
+                self.store.prefetch(slot);
+                due.push((slot, day_of(event.timestamp)));
                 Some(slot)
             });
             hints.push(slot);
+        }
+        // Their heap data, now that their structs (which point to it) are on the way.
+        for &(slot, day) in &due {
+            if let Some(c) = self.store.get(slot) {
+                c.prefetch(day);
+            }
         }
         for (p, hint) in parsed.into_iter().zip(hints) {
             let result = p.and_then(|event| self.apply_event_with_hint(&event, hint, out));
@@ -450,6 +474,10 @@ impl Engine {
         c.score.last_eval = now;
     }
 }
+
+/// At most this many customers whose timers a batch will fire are prefetched: past that (a jump
+/// in event time firing thousands at once), the first ones would leave the cache before use.
+const MAX_PREFETCHED_TIMERS: usize = 64;
 
 /// The first timer of a customer first seen at `ts`: the next instant after `ts` on its daily
 /// grid, which is offset from midnight by a hash of its id.

@@ -1,9 +1,15 @@
-//! Bytes → [`Event`]: one pass of `serde_json` into a flat borrowing struct, then per-type checks.
+//! Bytes → [`Event`]: one pass into a flat borrowing struct, then per-type checks.
 //!
 //! A flat struct of optional fields is several times faster than serde's internally tagged enums
 //! (which buffer the whole object before choosing a variant). Fields are lenient about their
 //! JSON type during the parse, so a field of another event type never fails this one, and a
 //! wrong type in a field this type needs is reported by name.
+//!
+//! Nearly every input is a flat object of plain strings and small numbers, which [`scan`] reads
+//! in one tight pass (1.5-2x a general parser's speed, and parsing was a third of the engine's
+//! time); anything else (escapes, nesting, `null`, exponents, control bytes) goes to the general
+//! sonic-rs parse. Both fill the same struct, so what they both accept they read identically,
+//! and the checks after them are one and the same.
 
 use std::borrow::Cow;
 
@@ -28,12 +34,14 @@ const MAX_ID_CHARS: usize = 128;
 /// A string field: borrowed from the input when it has no escapes. Any other JSON type is kept
 /// as `WrongType` instead of failing the whole parse: the field may belong to another event type
 /// (and be ignored as unknown), and when it matters the error names it.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Text<'a> {
     Str(Cow<'a, str>),
     WrongType,
 }
 
 /// A number field, lenient in the same way as [`Text`].
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Num {
     Val(f64),
     WrongType,
@@ -123,7 +131,8 @@ impl Num {
     const WRONG: Self = Num::WrongType;
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Raw<'a> {
     #[serde(borrow)]
     event_id: Option<Text<'a>>,
@@ -164,11 +173,236 @@ struct Raw<'a> {
 /// Parses and validates one event. `topic` is the source it arrived on, when known (Kafka); an
 /// event whose type belongs to another topic is rejected as `wrong_topic`.
 pub fn parse(bytes: &[u8], topic: Option<Source>) -> Result<Event<'_>, Rejection> {
-    let raw: Raw<'_> = match sonic_rs::from_slice(bytes) {
-        Ok(raw) => raw,
-        Err(err) => return Err(diagnose(bytes, &err.to_string())),
-    };
+    let mut raw = Raw::default();
+    if !scan(bytes, &mut raw) {
+        raw = match sonic_rs::from_slice(bytes) {
+            Ok(raw) => raw,
+            Err(err) => return Err(diagnose(bytes, &err.to_string())),
+        };
+    }
     validate(raw, topic)
+}
+
+/// The fast path: reads `bytes` into `raw` (which must be empty) when they are a flat JSON
+/// object, at most [`SCAN_MAX`] bytes of UTF-8 with no backslash or control character anywhere,
+/// whose values are strings, or non-negative numbers of at most 15 significant digits without an
+/// exponent. `false` for anything else, valid or not, which the general parser then reads.
+///
+/// Where it answers, it answers as sonic-rs does (a property test holds it to that): with no
+/// backslash a string has no escapes and a quote always ends one; numbers are exact (an integer
+/// below 2^53, or one divided by a power of ten up to 10^15, is correctly rounded by one IEEE
+/// division); a field given twice is left to the general parser to reject; unknown fields are
+/// skipped. Strings are found through a bitmask of the input's quotes, built 16 bytes at a
+/// time, so no loop runs byte by byte over a string.
+fn scan<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> bool {
+    scan_into(bytes, raw).is_some()
+}
+
+/// Longest input [`scan`] reads; events are ~160 bytes.
+const SCAN_MAX: usize = 512;
+
+fn scan_into<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> Option<()> {
+    let mut quotes = [0u64; SCAN_MAX / 64];
+    if bytes.len() > SCAN_MAX || !structure(bytes, &mut quotes) {
+        return None;
+    }
+    let mut sc = Scanner { text: std::str::from_utf8(bytes).ok()?, b: bytes, quotes: &quotes, at: 0 };
+    let mut seen = 0u32;
+    sc.skip_spaces();
+    sc.expect(b'{')?;
+    sc.skip_spaces();
+    if sc.peek()? == b'}' {
+        sc.at += 1;
+    } else {
+        loop {
+            let key = sc.string()?;
+            sc.skip_spaces();
+            sc.expect(b':')?;
+            sc.skip_spaces();
+            let (bit, text, num): (u32, Option<&mut Option<Text<'a>>>, Option<&mut Option<Num>>) = match key {
+                "event_id" => (1, Some(&mut raw.event_id), None),
+                "customer_id" => (1 << 1, Some(&mut raw.customer_id), None),
+                "timestamp" => (1 << 2, Some(&mut raw.timestamp), None),
+                "type" => (1 << 3, Some(&mut raw.kind), None),
+                "feature" => (1 << 4, Some(&mut raw.feature), None),
+                "user_id" => (1 << 5, Some(&mut raw.user_id), None),
+                "quantity" => (1 << 6, None, Some(&mut raw.quantity)),
+                "duration_seconds" => (1 << 7, None, Some(&mut raw.duration_seconds)),
+                "ticket_id" => (1 << 8, Some(&mut raw.ticket_id), None),
+                "priority" => (1 << 9, Some(&mut raw.priority), None),
+                "rating" => (1 << 10, None, Some(&mut raw.rating)),
+                "score" => (1 << 11, None, Some(&mut raw.score)),
+                "plan" => (1 << 12, Some(&mut raw.plan), None),
+                "mrr" => (1 << 13, None, Some(&mut raw.mrr)),
+                "seats" => (1 << 14, None, Some(&mut raw.seats)),
+                "renewal_date" => (1 << 15, Some(&mut raw.renewal_date), None),
+                "reason" => (1 << 16, Some(&mut raw.reason), None),
+                "effective_date" => (1 << 17, Some(&mut raw.effective_date), None),
+                "invoice_id" => (1 << 18, Some(&mut raw.invoice_id), None),
+                "amount" => (1 << 19, None, Some(&mut raw.amount)),
+                "days_overdue" => (1 << 20, None, Some(&mut raw.days_overdue)),
+                _ => (0, None, None),
+            };
+            if seen & bit != 0 {
+                return None; // serde rejects a field given twice; let it say so
+            }
+            seen |= bit;
+            match (sc.peek()?, text, num) {
+                (b'"', text, None) => {
+                    let value = sc.string()?;
+                    if let Some(field) = text {
+                        *field = Some(Text::Str(Cow::Borrowed(value)));
+                    }
+                }
+                (b'0'..=b'9', None, num) => {
+                    let value = sc.number()?;
+                    if let Some(field) = num {
+                        *field = Some(Num::Val(value));
+                    }
+                }
+                _ => return None, // another JSON type: the general parser decides
+            }
+            sc.skip_spaces();
+            match sc.peek()? {
+                b',' => {
+                    sc.at += 1;
+                    sc.skip_spaces();
+                }
+                b'}' => {
+                    sc.at += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    sc.skip_spaces();
+    (sc.at == bytes.len()).then_some(())
+}
+
+/// Marks every quote of `bytes` (at most [`SCAN_MAX`] long) in `quotes`, one bit per byte;
+/// `false` if `bytes` holds a backslash or a control character (tabs and newlines included:
+/// as whitespace they are rare, and the general parser reads them).
+fn structure(bytes: &[u8], quotes: &mut [u64; SCAN_MAX / 64]) -> bool {
+    let mut chunks = bytes.chunks_exact(16);
+    let mut bad = false;
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let (q, b) = classify16(chunk.try_into().expect("16 bytes"));
+        quotes[i / 4] |= (q as u64) << (16 * (i % 4));
+        bad |= b;
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [b' '; 16];
+        last[..rest.len()].copy_from_slice(rest);
+        let i = bytes.len() / 16;
+        let (q, b) = classify16(&last);
+        quotes[i / 4] |= (q as u64) << (16 * (i % 4));
+        bad |= b;
+    }
+    !bad
+}
+
+/// The quotes of 16 bytes as a bit mask, and whether any of them is a backslash or a control
+/// character.
+#[inline]
+fn classify16(chunk: &[u8; 16]) -> (u16, bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; the load is unaligned and reads exactly `chunk`.
+        unsafe {
+            let v = _mm_loadu_si128(chunk.as_ptr() as *const __m128i);
+            let quotes = _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as u16;
+            let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v); // v <= 0x1f
+            (quotes, _mm_movemask_epi8(_mm_or_si128(backslash, control)) != 0)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut quotes = 0u16;
+        for (i, &c) in chunk.iter().enumerate() {
+            quotes |= ((c == b'"') as u16) << i;
+        }
+        (quotes, chunk.iter().any(|&c| c == b'\\' || c < 0x20))
+    }
+}
+
+/// A cursor over the input of [`scan`]; every method answers `None` where the fast path gives up.
+struct Scanner<'a, 'q> {
+    text: &'a str,
+    b: &'a [u8],
+    quotes: &'q [u64; SCAN_MAX / 64],
+    at: usize,
+}
+
+impl<'a> Scanner<'a, '_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == Some(b' ') {
+            self.at += 1;
+        }
+    }
+
+    /// The string that starts here, and moves past its closing quote.
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let start = self.at;
+        let (mut word, shift) = (start / 64, start % 64);
+        let mut bits = self.quotes.get(word)? & (!0u64 << shift);
+        while bits == 0 {
+            word += 1;
+            bits = *self.quotes.get(word)?;
+        }
+        let end = word * 64 + bits.trailing_zeros() as usize;
+        self.at = end + 1;
+        // Quotes are ASCII, so both ends are character boundaries.
+        self.text.get(start..end)
+    }
+
+    fn number(&mut self) -> Option<f64> {
+        /// Exact powers of ten for the fraction's division.
+        const POW10: [f64; 16] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+        let (mut mantissa, mut digits, mut fraction) = (0u64, 0u32, 0usize);
+        if self.peek()? == b'0' && self.b.get(self.at + 1).is_some_and(u8::is_ascii_digit) {
+            return None; // a leading zero is not JSON
+        }
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            mantissa = mantissa * 10 + (d - b'0') as u64;
+            digits += 1;
+            self.at += 1;
+            if digits > 15 {
+                return None;
+            }
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                mantissa = mantissa * 10 + (d - b'0') as u64;
+                digits += 1;
+                fraction += 1;
+                self.at += 1;
+                if digits > 15 {
+                    return None;
+                }
+            }
+            if fraction == 0 {
+                return None; // "1." is not JSON
+            }
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            return None;
+        }
+        Some(if fraction == 0 { mantissa as f64 } else { mantissa as f64 / POW10[fraction] })
+    }
 }
 
 /// Validates an already parsed JSON value (for callers that hold a `Value`, such as tests).
@@ -429,6 +663,7 @@ fn into_owned(event: Event<'_>) -> Event<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn reason(json: &str, topic: Option<Source>) -> (RejectReason, Option<&'static str>) {
         let r = parse(json.as_bytes(), topic).unwrap_err();
@@ -512,6 +747,92 @@ mod tests {
             ),
             (RejectReason::InvalidField, Some("event_id"))
         );
+    }
+
+    /// JSON-ish text for the fast path: flat objects of known and unknown keys with values of
+    /// every type, in every spacing, sometimes broken.
+    fn json_like() -> impl Strategy<Value = String> {
+        let key = prop_oneof![
+            6 => prop::sample::select(vec![
+                "event_id", "customer_id", "timestamp", "type", "feature", "user_id", "quantity", "duration_seconds",
+                "ticket_id", "priority", "rating", "score", "plan", "mrr", "seats", "renewal_date", "reason",
+                "effective_date", "invoice_id", "amount", "days_overdue", "extra", "",
+            ])
+            .prop_map(String::from),
+            1 => "[a-z_\\\\\"é]{0,8}",
+        ];
+        let value = prop_oneof![
+            2 => "[ -~]{0,12}".prop_map(|s| format!("{s:?}")), // Rust's escapes are JSON-like
+            8 => "[a-zA-Z0-9_:.-]{0,12}".prop_map(|s| format!("\"{s}\"")),
+            6 => "(0|[1-9][0-9]{0,10})(\\.[0-9]{1,5})?",
+            2 => "-?(0|[1-9][0-9]{0,17})(\\.[0-9]{0,17})?([eE][+-]?[0-9]{1,3})?",
+            1 => "[0-9.eE+-]{1,6}",
+            1 => prop::sample::select(vec!["null", "true", "false", "[]", "{}", "[1,\"a\"]", "{\"a\":1}", "\"\\u00e9\"", "\"é\""])
+                .prop_map(String::from),
+        ];
+        let ws = "[ \t\r\n]{0,2}";
+        let pair = (ws, key, ws, ws, value, ws).prop_map(|(a, k, b, c, v, d)| format!("{a}\"{k}\"{b}:{c}{v}{d}"));
+        (
+            prop::collection::vec(pair, 0..8),
+            ws,
+            ws,
+            prop::option::weighted(0.2, (any::<prop::sample::Index>(), any::<u8>())),
+        )
+            .prop_map(|(pairs, lead, trail, mutation)| {
+                let mut doc = format!("{lead}{{{}}}{trail}", pairs.join(",")).into_bytes();
+                if let Some((at, byte)) = mutation {
+                    let i = at.index(doc.len());
+                    doc[i] = byte;
+                }
+                String::from_utf8_lossy(&doc).into_owned()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+        /// Whatever the fast path reads, the general parser reads the same way.
+        #[test]
+        fn fast_path_agrees_with_the_general_parser(doc in json_like()) {
+            let mut fast = Raw::default();
+            if scan(doc.as_bytes(), &mut fast) {
+                let general: Result<Raw<'_>, _> = sonic_rs::from_slice(doc.as_bytes());
+                prop_assert!(general.is_ok(), "the fast path read what sonic-rs refuses: {doc}");
+                prop_assert_eq!(fast, general.unwrap(), "{}", doc);
+            }
+        }
+
+        /// Decimals the fast path reads come out bit for bit as sonic-rs reads them.
+        #[test]
+        fn fast_path_numbers_are_exact(int in 0u64..1_000_000_000, frac in "[0-9]{1,6}") {
+            let doc = format!(r#"{{"amount":{int}.{frac},"mrr":{int}}}"#);
+            let mut fast = Raw::default();
+            prop_assert!(scan(doc.as_bytes(), &mut fast));
+            let general: Raw<'_> = sonic_rs::from_slice(doc.as_bytes()).unwrap();
+            prop_assert_eq!(fast, general);
+        }
+    }
+
+    #[test]
+    fn fast_path_reads_the_common_shapes_and_leaves_the_rest() {
+        let line = br#"{"event_id":"e1","customer_id":"c1","timestamp":"2026-11-01T10:00:00Z","type":"feature_used","feature":"api","user_id":"u_1","quantity":64}"#;
+        let scans = |b: &[u8]| scan(b, &mut Raw::default());
+        assert!(scans(line));
+        assert!(scans(br#" { "a" : 1.5 , "b":"x" } "#));
+        for other in [
+            &br#"{"event_id":"e\u0031"}"#[..],
+            br#"{"event_id":null}"#,
+            br#"{"quantity":-1}"#,
+            br#"{"quantity":1e3}"#,
+            br#"{"quantity":01}"#,
+            br#"{"event_id":"a","event_id":"b"}"#,
+            br#"{"extra":{"a":1}}"#,
+            br#"{"a":1}x"#,
+            b"{\"a\":\n1}",
+            br#"{"a":1,}"#,
+        ] {
+            assert!(!scans(other), "{}", String::from_utf8_lossy(other));
+        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ const MAX_MS: Millis = 4_102_444_800_000;
 /// Parses an RFC 3339 date-time with an offset (`2026-11-25T13:53:06Z`, `...+01:00`).
 /// `None` when the text is not RFC 3339 or lies outside the accepted range.
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    if let Some(ms) = parse_utc_fast(s) {
+        return in_range(ms);
+    }
     // The `time` crate accepts any byte between date and time; RFC 3339 allows only T (or t).
     if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
         return None;
@@ -34,6 +37,51 @@ pub fn parse_date_or_datetime(s: &str) -> Option<Millis> {
         return in_range(t.unix_timestamp() * 1000);
     }
     parse_rfc3339(s)
+}
+
+/// The fast path of [`parse_rfc3339`] for the form nearly every producer writes,
+/// `YYYY-MM-DDTHH:MM:SS[.f…]Z` with 1 to 9 fraction digits, as milliseconds (the fraction
+/// truncated, as the general path does). `None` for anything else (offsets, leap seconds,
+/// impossible dates), which the general path then reads or rejects.
+fn parse_utc_fast(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |n, &c| c.is_ascii_digit().then(|| n * 10 + (c - b'0') as i64))
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let millis = match &b[19..] {
+        [b'Z'] => 0,
+        [b'.', fraction @ .., b'Z'] if (1..=9).contains(&fraction.len()) => {
+            let digits = num(20, 20 + fraction.len())?; // every digit checked, the first 3 kept
+            let three = fraction.len().min(3);
+            digits / 10i64.pow((fraction.len() - three) as u32) * 10i64.pow(3 - three as u32)
+        }
+        _ => return None,
+    };
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    if !(1..=12).contains(&month) || day < 1 || day > month_days[month as usize - 1] {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn in_range(ms: Millis) -> Option<Millis> {
@@ -59,6 +107,42 @@ pub fn format_rfc3339(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The general path alone, to hold the fast path to it.
+    fn general(s: &str) -> Option<Millis> {
+        if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+            return None;
+        }
+        let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+        in_range((t.unix_timestamp_nanos() / 1_000_000) as Millis)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+        /// Whatever the fast path reads, it reads as the `time` crate does.
+        #[test]
+        fn fast_path_agrees_with_the_general_parser(
+            s in "(19|20|21|[0-9]{2})[0-9]{2}-[01][0-9]-[0-3][0-9][Tt ][0-2][0-9]:[0-6][0-9]:[0-6][0-9](\\.[0-9]{0,11})?(Z|z|[+-][01][0-9]:[0-5][0-9])?"
+        ) {
+            if let Some(fast) = parse_utc_fast(&s) {
+                prop_assert_eq!(in_range(fast), general(&s), "{}", s);
+            }
+        }
+
+        /// Every instant of the accepted range, at any precision, takes the fast path.
+        #[test]
+        fn fast_path_reads_every_instant(ms in MIN_MS..MAX_MS, digits in 0usize..=9) {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap();
+            let fraction = if digits == 0 { String::new() } else { format!(".{:09}", t.nanosecond())[..=digits].to_string() };
+            let s = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{fraction}Z",
+                t.year(), t.month() as u8, t.day(), t.hour(), t.minute(), t.second()
+            );
+            prop_assert_eq!(parse_utc_fast(&s), general(&s), "{}", s);
+        }
+    }
 
     #[test]
     fn parses_offsets_to_the_same_instant() {

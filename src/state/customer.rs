@@ -162,14 +162,22 @@ impl Customer {
         }
     }
 
-    /// Asks the CPU to start loading what applying and scoring an event of `day` will read: the
-    /// usage window, the user and feature sets and the log. A hint only; it changes nothing.
+    /// Asks the CPU to start loading the heap data that applying and scoring an event of `day`
+    /// will read: the usage window, the user and feature sets, the log and the MRR history. It
+    /// reads the customer's own fields to find them, so call it once [`Store::prefetch`] has had
+    /// time to bring those in. A hint only; it changes nothing.
+    ///
+    /// [`Store::prefetch`]: super::Store::prefetch
     pub fn prefetch(&self, day: Day) {
         prefetch_bytes(self.usage.bucket_ptr(day), 8);
         prefetch_bytes(self.usage.as_ptr(), std::mem::size_of_val(&self.usage));
         prefetch_bytes(self.users.entries().as_ptr() as *const u8, self.users.len().min(64) * 8);
         prefetch_bytes(self.features.entries().as_ptr() as *const u8, self.features.len().min(32) * 8);
         prefetch_bytes(self.log.marks().as_ptr() as *const u8, self.log.marks().len().min(32) * 8);
+        prefetch_bytes(self.mrr_history.as_ptr() as *const u8, 8);
+        if !self.open_tickets.is_empty() {
+            prefetch_bytes(self.open_tickets.as_ptr() as *const u8, 8);
+        }
         prefetch_bytes(&self.score as *const ScoreState as *const u8, std::mem::size_of::<ScoreState>());
     }
 
@@ -466,7 +474,7 @@ impl Customer {
 
 /// Prefetches every cache line of `len` bytes at `ptr` (no-op off x86_64).
 #[inline]
-fn prefetch_bytes(ptr: *const u8, len: usize) {
+pub(crate) fn prefetch_bytes(ptr: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

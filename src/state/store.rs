@@ -8,11 +8,14 @@ use super::Customer;
 use crate::event::Millis;
 use crate::hash::hash64;
 
-/// Customers by id. A slab of customers plus a hash table of slot numbers: the id is stored once
-/// (in the customer) and the index costs 4 bytes and a control byte per customer.
+/// Customers by id. A slab of customers plus a hash table of (slot, tag) pairs: the id is stored
+/// once (in the customer) and the index costs 8 bytes and a control byte per bucket. The tag
+/// (32 more bits of the id's hash) lets [`Store::candidate`] find a customer's slot without
+/// touching the customer, so a batch can look up all its customers before any of their memory
+/// has arrived.
 #[derive(Debug, Default, Clone)]
 pub struct Store {
-    index: HashTable<u32>,
+    index: HashTable<(u32, u32)>,
     slots: Vec<Option<Customer>>,
     free: Vec<u32>,
 }
@@ -30,7 +33,18 @@ impl Store {
     pub fn find(&self, id: &str) -> Option<u32> {
         let slots = &self.slots;
         let hash = hash64(id);
-        self.index.find(hash, |&s| slots[s as usize].as_ref().is_some_and(|c| c.id_hash == hash && c.id == id)).copied()
+        let found = self.index.find(hash, |&(s, t)| {
+            t == tag(hash) && slots[s as usize].as_ref().is_some_and(|c| c.id_hash == hash && c.id == id)
+        });
+        found.map(|&(s, _)| s)
+    }
+
+    /// The slot that most likely holds customer `id`: the first whose id hash matches in 39 bits
+    /// (the table's 7 and the tag's 32). Reads only the index; the caller checks the id before
+    /// trusting it (a different id with the same bits is one in 2^39 per lookup).
+    pub fn candidate(&self, id: &str) -> Option<u32> {
+        let hash = hash64(id);
+        self.index.find(hash, |&(_, t)| t == tag(hash)).map(|&(s, _)| s)
     }
 
     /// Adds a customer (its id must not be tracked yet) and returns its slot.
@@ -47,8 +61,16 @@ impl Store {
             }
         };
         let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| slots[s as usize].as_ref().map_or(0, |c| c.id_hash));
+        self.index
+            .insert_unique(hash, (slot, tag(hash)), |&(s, _)| slots[s as usize].as_ref().map_or(0, |c| c.id_hash));
         slot
+    }
+
+    /// Asks the CPU to start loading the customer in `slot` (its struct, not its heap data: see
+    /// [`Customer::prefetch`]). Reads nothing, so it never waits, whatever the slot holds.
+    pub fn prefetch(&self, slot: u32) {
+        let at = self.slots.as_ptr().wrapping_add(slot as usize) as *const u8;
+        super::customer::prefetch_bytes(at, std::mem::size_of::<Option<Customer>>());
     }
 
     pub fn get(&self, slot: u32) -> Option<&Customer> {
@@ -62,7 +84,7 @@ impl Store {
     /// Removes and returns the customer in `slot`.
     pub fn remove(&mut self, slot: u32) -> Option<Customer> {
         let customer = self.slots.get_mut(slot as usize)?.take()?;
-        if let Ok(entry) = self.index.find_entry(customer.id_hash, |&s| s == slot) {
+        if let Ok(entry) = self.index.find_entry(customer.id_hash, |&(s, _)| s == slot) {
             entry.remove();
         }
         self.free.push(slot);
@@ -76,8 +98,14 @@ impl Store {
 
     /// Approximate memory held by the store's own structures (not the customers' heap data).
     pub fn overhead_bytes(&self) -> usize {
-        self.index.capacity() * 5 + self.free.capacity() * 4
+        self.index.capacity() * 9 + self.free.capacity() * 4
     }
+}
+
+/// The bits of an id hash the index keeps next to the slot: the high half, as the table itself
+/// places and filters entries by the low bits and the top 7.
+fn tag(hash: u64) -> u32 {
+    (hash >> 32) as u32
 }
 
 /// When each customer is next re-evaluated, in event time. Each customer has at most one live
@@ -135,6 +163,17 @@ impl Timers {
             bucket.sort_unstable_by(|a, b| b.cmp(a));
             self.current = bucket;
             self.current_minute = Some(minute);
+        }
+    }
+
+    /// Calls `f` with the slot of every timer due at or before `now`, without removing any, in
+    /// no particular order; stale entries included (for prefetching what popping them will read).
+    pub fn for_each_due(&self, now: Millis, mut f: impl FnMut(u32)) {
+        for e in self.current.iter().rev().take_while(|e| e.0 <= now) {
+            f(e.2);
+        }
+        for bucket in self.buckets.range(..=now.div_euclid(MINUTE_MS)).map(|(_, b)| b) {
+            bucket.iter().filter(|e| e.0 <= now).for_each(|e| f(e.2));
         }
     }
 
