@@ -19,7 +19,7 @@
 mod kafka_support;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,7 +117,7 @@ fn wait_caught_up_with(t: &Topics, group: &str, services: &mut [&mut Service], m
     sample();
 }
 
-fn latency(t: &Topics, rate: f64, last_time: i64) -> (f64, f64, usize) {
+fn latency(t: &Topics, rate: f64) -> (f64, f64, usize) {
     let group = format!("bench-latency-{}", std::process::id());
     let mut out = t.clone();
     out.output = format!("{}-latency", t.output);
@@ -152,13 +152,17 @@ fn latency(t: &Topics, rate: f64, last_time: i64) -> (f64, f64, usize) {
     };
     std::thread::sleep(Duration::from_secs(3)); // the watcher joins its group
 
-    // Background load: the same population again under new ids, at `rate`.
+    // Background load: the same population again under new ids, at `rate`. Probes carry the
+    // event time of the latest load event sent: a probe stamped ahead of the stream would wait
+    // in the event-time merge until the other topics caught up with it, and measure that.
+    let now = Arc::new(AtomicI64::new(0));
     let load = {
-        let (stop, topics) = (stop.clone(), out.clone());
+        let (stop, topics, now) = (stop.clone(), out.clone(), now.clone());
         std::thread::spawn(move || {
             let producer = input_producer(&brokers()).unwrap();
             let cfg = GenConfig { customers: 20_000, days: 30, seed: 99, ..GenConfig::default() };
-            let events = Generator::new(cfg).map(|mut e: GeneratedEvent| {
+            let events = Generator::new(cfg).map(move |mut e: GeneratedEvent| {
+                now.fetch_max(e.timestamp, Relaxed);
                 e.json = e.json.replace("\"cus_", "\"live_");
                 e.customer_id = e.customer_id.replace("cus_", "live_");
                 e
@@ -168,15 +172,19 @@ fn latency(t: &Topics, rate: f64, last_time: i64) -> (f64, f64, usize) {
     };
     let producer = input_producer(&brokers()).unwrap();
     let mut sent: HashMap<String, Instant> = HashMap::new();
-    let ts = format_rfc3339(last_time);
+    while now.load(Relaxed) == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for i in 0..1000 {
         let id = format!("probe-{i}");
+        let ts = format_rfc3339(now.load(Relaxed));
         let json = format!(
             r#"{{"event_id":"{id}","customer_id":"{id}","timestamp":"{ts}","type":"session","duration_seconds":60}}"#
         );
+        let at = Instant::now();
         producer.send(BaseRecord::to(&out.usage).key(&id).payload(&json)).unwrap();
         producer.flush(Duration::from_secs(5)).unwrap();
-        sent.insert(id, Instant::now());
+        sent.insert(id, at);
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -206,8 +214,7 @@ fn main() {
     let cfg = GenConfig { customers, days, end, ..GenConfig::default() };
     let started = Instant::now();
     let producer = input_producer(&brokers()).unwrap();
-    let mut last_time = 0;
-    let events = Generator::new(cfg).inspect(|e| last_time = last_time.max(e.timestamp));
+    let events = Generator::new(cfg);
     let total = send_events(&producer, &t, events, None, &AtomicBool::new(false), &AtomicU64::new(0)).unwrap();
     let load_secs = started.elapsed().as_secs_f64();
     println!(
@@ -219,7 +226,7 @@ fn main() {
     let alo = drain(&t, total, "at_least_once");
     let eos = drain(&t, total, "exactly_once");
     let half = alo.rate() / 2.0;
-    let (p50, p99, probes) = latency(&t, half, last_time);
+    let (p50, p99, probes) = latency(&t, half);
 
     println!("\n| run | events/s | CPU-s per M events | ratio to ceiling |");
     println!("|---|---:|---:|---:|");
