@@ -13,7 +13,8 @@
 //!    Produce-to-visible = from sending the probe until a read_committed consumer sees its
 //!    output.
 //!
-//! Needs `KAFKA_BROKERS`; `BENCH_CUSTOMERS` / `BENCH_DAYS` change the population.
+//! Needs `KAFKA_BROKERS`; `BENCH_CUSTOMERS` / `BENCH_DAYS` change the population and
+//! `BENCH_LATENCY_RATE` the load offered while latency is measured.
 
 #[path = "../tests/kafka_support/mod.rs"]
 mod kafka_support;
@@ -225,7 +226,9 @@ fn main() {
     let ceil = ceiling(&t, total);
     let alo = drain(&t, total, "at_least_once");
     let eos = drain(&t, total, "exactly_once");
-    let half = alo.rate() / 2.0;
+    // BENCH_LATENCY_RATE overrides the offered load (e.g. to see latency at a rate this machine
+    // sustains alongside its own load generator).
+    let half = std::env::var("BENCH_LATENCY_RATE").ok().and_then(|r| r.parse().ok()).unwrap_or(alo.rate() / 2.0);
     let (p50, p99, probes) = latency(&t, half);
 
     println!("\n| run | events/s | CPU-s per M events | ratio to ceiling |");
