@@ -156,11 +156,7 @@ pub struct ConfigError {
 
 impl std::fmt::Display for ConfigError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid configuration {} ({} problem(s)):", self.source_name, self.issues.len())?;
-        for issue in &self.issues {
-            write!(f, "\n  {}: {}", issue.key, issue.reason)?;
-        }
-        Ok(())
+        crate::score::write_issues(f, "configuration", &self.source_name, &self.issues)
     }
 }
 

@@ -42,12 +42,23 @@ pub struct ScorecardError {
 
 impl std::fmt::Display for ScorecardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invalid scorecard {} ({} problem(s)):", self.source_name, self.issues.len())?;
-        for issue in &self.issues {
-            write!(f, "\n  {}: {}", issue.key, issue.reason)?;
-        }
-        Ok(())
+        write_issues(f, "scorecard", &self.source_name, &self.issues)
     }
+}
+
+/// "invalid WHAT SOURCE (N problem(s)):" and a line per problem: how every configuration error
+/// of healthscore reads.
+pub fn write_issues(
+    f: &mut std::fmt::Formatter<'_>,
+    what: &str,
+    source_name: &str,
+    issues: &[ConfigIssue],
+) -> std::fmt::Result {
+    write!(f, "invalid {what} {source_name} ({} problem(s)):", issues.len())?;
+    for issue in issues {
+        write!(f, "\n  {}: {}", issue.key, issue.reason)?;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ mod curve;
 use std::sync::Arc;
 
 pub use self::band::{Band, Bands};
-pub use self::config::{ConfigIssue, ScorecardError, DEFAULT_SCORECARD, SCORE_HISTORY_DAYS};
+pub use self::config::{write_issues, ConfigIssue, ScorecardError, DEFAULT_SCORECARD, SCORE_HISTORY_DAYS};
 pub use self::curve::{Curve, Step};
 
 use crate::rules::RuleSet;
