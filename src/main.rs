@@ -95,7 +95,7 @@ enum Command {
         #[arg(long, default_value_t = 6)]
         partitions: i32,
         /// Input events per second the generator sends.
-        #[arg(long, default_value_t = 50_000.0)]
+        #[arg(long, default_value_t = 150_000.0)]
         rate: f64,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
