@@ -6,9 +6,8 @@
 //! topics, and the real processor scores it, at-least-once (the mock has no transactions),
 //! printing a summary every second.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -122,7 +121,7 @@ pub fn run_demo(
             summary.alerts,
             summary.dead_letters,
         ));
-        for alert in recent_alerts(&shared).drain(..) {
+        for alert in shared.take_recent_alerts() {
             print(&format!("        alert  {alert}"));
         }
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -157,17 +156,4 @@ fn summarise(shared: &Shared, sent: u64) -> DemoSummary {
         }
     }
     s
-}
-
-fn recent_alerts(shared: &Shared) -> VecDeque<String> {
-    std::mem::take(&mut *shared.recent_alerts.lock().unwrap_or_else(|p| p.into_inner()))
-}
-
-/// Keeps the last few alert lines for the summary.
-pub fn remember_alert(recent: &Mutex<VecDeque<String>>, line: String) {
-    let mut r = recent.lock().unwrap_or_else(|p| p.into_inner());
-    if r.len() >= 3 {
-        r.pop_front();
-    }
-    r.push_back(line);
 }

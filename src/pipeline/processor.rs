@@ -68,7 +68,7 @@ pub struct Shared {
     /// Bumped by every rebalance, so messages polled before one are not mistaken for after.
     generation: AtomicU64,
     /// The last few alerts as one-line summaries (for the demo's terminal).
-    pub recent_alerts: Mutex<VecDeque<String>>,
+    recent_alerts: Mutex<VecDeque<String>>,
 }
 
 /// The partitions this instance owns.
@@ -140,6 +140,20 @@ impl ConsumerContext for Ctx {
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the last few alerts as one-line summaries.
+    fn remember_alert(&self, line: String) {
+        let mut recent = self.recent_alerts.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() >= 3 {
+            recent.pop_front();
+        }
+        recent.push_back(line);
+    }
+
+    /// The alerts remembered since the last call.
+    pub fn take_recent_alerts(&self) -> VecDeque<String> {
+        std::mem::take(&mut *self.recent_alerts.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn source_of(&self, topic: &str) -> Option<usize> {
@@ -644,17 +658,14 @@ impl State {
             match o {
                 Output::ScoreChanged(_) => stats.score_changes.fetch_add(1, Relaxed),
                 Output::Alert(a) => {
-                    super::demo::remember_alert(
-                        &shared.recent_alerts,
-                        format!(
-                            "{} {} {} (score {:.0}): {}",
-                            a.customer_id,
-                            a.rule.as_str(),
-                            a.band.as_str(),
-                            a.score,
-                            a.message
-                        ),
-                    );
+                    shared.remember_alert(format!(
+                        "{} {} {} (score {:.0}): {}",
+                        a.customer_id,
+                        a.rule.as_str(),
+                        a.band.as_str(),
+                        a.score,
+                        a.message
+                    ));
                     stats.alerts.fetch_add(1, Relaxed)
                 }
             };
@@ -716,13 +727,9 @@ fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes +
                 record = r;
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err((e, _)) => return Err(anyhow!("cannot produce to {}: {e}", record_topic(&e))),
+            Err((e, r)) => return Err(anyhow!("cannot produce to {}: {e}", r.topic)),
         }
     }
-}
-
-fn record_topic(e: &KafkaError) -> String {
-    e.rdkafka_error_code().map_or_else(|| "kafka".into(), |c| c.to_string())
 }
 
 /// Runs `f` when dropped: times a function with several exits.

@@ -30,7 +30,7 @@ pub fn brokers() -> String {
 
 /// Topic names unique to one test run.
 pub fn topics(test: &str) -> Topics {
-    let tag = format!("{test}-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ nanos());
+    let tag = format!("{test}-{}-{}", std::process::id(), nanos());
     Topics {
         usage: format!("{tag}-usage"),
         support: format!("{tag}-support"),
@@ -254,7 +254,7 @@ impl Service {
 
     /// SIGTERM, and the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
-        unsafe_kill(self.child.id(), "-TERM");
+        send_signal(self.child.id(), "-TERM");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -281,7 +281,7 @@ impl Drop for Service {
     }
 }
 
-pub fn unsafe_kill(pid: u32, signal: &str) {
+pub fn send_signal(pid: u32, signal: &str) {
     Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
 }
 
