@@ -149,6 +149,51 @@ impl Engine {
         self.store.iter()
     }
 
+    /// Appends the engine's state to `out` for a snapshot: the stream clock, then every customer
+    /// (postcard). Timers, the index and statistics are not written: [`Engine::from_state`]
+    /// rebuilds the first two from the customers, and the statistics are process counters.
+    pub fn encode_state(&self, out: &mut Vec<u8>) {
+        let mut buf = std::mem::take(out);
+        let clock = (self.max_event_time, self.stream_time, self.store.len() as u64);
+        buf = postcard::to_extend(&clock, buf).expect("writing to a Vec cannot fail");
+        for c in self.store.iter() {
+            buf = postcard::to_extend(c, buf).expect("writing to a Vec cannot fail");
+        }
+        *out = buf;
+    }
+
+    /// An engine holding the state [`Engine::encode_state`] wrote, scored with `scorecard` (which
+    /// may be a newer model than the one the state was built under: segments are re-derived
+    /// from the plans, and the next evaluation of each customer uses the new model).
+    pub fn from_state(scorecard: Arc<Scorecard>, config: EngineConfig, bytes: &[u8]) -> Result<Engine, String> {
+        let ((max_event_time, stream_time, count), mut rest): ((Millis, Millis, u64), &[u8]) =
+            postcard::take_from_bytes(bytes).map_err(|e| format!("stream clock: {e}"))?;
+        let mut engine = Engine::new(scorecard, config);
+        engine.max_event_time = max_event_time;
+        engine.stream_time = stream_time;
+        // Not trusting the count for an allocation: a corrupt count fails below instead.
+        engine.store.reserve(count.min(rest.len() as u64 / 16) as usize);
+        for i in 0..count {
+            let (mut c, r): (Customer, &[u8]) =
+                postcard::take_from_bytes(rest).map_err(|e| format!("customer {i} of {count}: {e}"))?;
+            rest = r;
+            c.id_hash = crate::hash::hash64(&c.id);
+            c.segment = engine.scorecard.segment_of(c.plan.as_deref());
+            if engine.store.find(&c.id).is_some() {
+                return Err(format!("customer {} appears twice", c.id));
+            }
+            let (due, hash) = (c.next_due, c.id_hash);
+            let slot = engine.store.insert(c);
+            if due != Millis::MAX {
+                engine.timers.schedule(due, hash, slot);
+            }
+        }
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the last customer", rest.len()));
+        }
+        Ok(engine)
+    }
+
     /// Approximate bytes of state: customers, index and timers.
     pub fn memory_bytes(&self) -> usize {
         self.store.iter().map(Customer::memory_bytes).sum::<usize>()

@@ -12,5 +12,6 @@ pub mod replay;
 pub mod rules;
 pub mod score;
 pub mod signal;
+pub mod snapshot;
 pub mod state;
 pub mod window;

@@ -104,14 +104,55 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
     }
 }
 
+/// A ring is stored as its head day and its non-empty buckets (day offset back from the head,
+/// value): usage rings of quiet customers are mostly empty, and snapshots should not pay for
+/// the zeros.
+impl<T: Copy + Default + PartialEq + serde::Serialize, const N: usize> serde::Serialize for DailyRing<T, N> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeSeq, SerializeTuple};
+        struct Filled<'a, T, const N: usize>(&'a DailyRing<T, N>);
+        impl<T: Copy + Default + PartialEq + serde::Serialize, const N: usize> serde::Serialize for Filled<'_, T, N> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let ring = self.0;
+                let empty = T::default();
+                let filled = || ring.iter().filter(|(_, b)| **b != empty);
+                let mut seq = serializer.serialize_seq(Some(filled().count()))?;
+                for (day, bucket) in filled() {
+                    seq.serialize_element(&((ring.head - day) as u16, bucket))?;
+                }
+                seq.end()
+            }
+        }
+        let mut t = serializer.serialize_tuple(2)?;
+        t.serialize_element(&self.head)?;
+        t.serialize_element(&Filled(self))?;
+        t.end()
+    }
+}
+
+impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> serde::Deserialize<'de> for DailyRing<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (head, filled): (Day, Vec<(u16, T)>) = serde::Deserialize::deserialize(deserializer)?;
+        let mut ring = DailyRing { head, buckets: [T::default(); N] };
+        for (back, value) in filled {
+            if back as usize >= N || back as Day > head {
+                return Err(serde::de::Error::custom(format!("ring bucket {back} days back is outside the ring")));
+            }
+            ring.buckets[(head - back as Day) as usize % N] = value;
+        }
+        Ok(ring)
+    }
+}
+
 /// The last day each distinct key was seen, bounded to `cap` keys (the least recently seen key
 /// makes room). Keys are hashes: a rare collision undercounts by one, which no score notices.
 ///
 /// Entries are sorted by key, so recording a sighting (on every usage event) is a binary search
 /// even for an account with hundreds of users; counting (only when scoring) is a scan.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RecencySet {
     entries: Vec<(u32, Day)>,
+    #[serde(skip)]
     /// Where the last key touched sits: a user's events come in runs, so the next touch is
     /// often the same key, found without a search.
     last: u32,
@@ -189,13 +230,13 @@ impl RecencySet {
 /// A sparse, bounded log of dated facts of kind `K` with a small value each (a CSAT rating, the
 /// hours a ticket took). For signals that fire a few times a month, this is far smaller than a
 /// dense ring per kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DayLog<K> {
     marks: Vec<Mark<K>>,
 }
 
 /// One dated fact in a [`DayLog`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Mark<K> {
     pub day: Day,
     pub kind: K,

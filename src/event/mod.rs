@@ -37,7 +37,7 @@ impl Source {
 }
 
 /// Support ticket priority, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Priority {
     Low,
     Normal,

@@ -1,9 +1,9 @@
 //! Bands (red, yellow, green) with hysteresis, so a score hovering at a cut-off does not flap.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A coarse health verdict. Ordered worst first, so `a < b` means `a` is worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Band {
     Red,

@@ -1,6 +1,7 @@
 //! One customer's windows and current facts, updated by events and read as [`Signals`].
 
 use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind, Invoice, Millis, Priority, DAY_MS};
 use crate::hash::{hash64, key32};
@@ -26,14 +27,14 @@ const MAX_OVERDUE: usize = 32;
 const MAX_CLOSED_TICKETS: usize = 8;
 
 /// Usage in one day.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageDay {
     pub events: u32,
     pub session_seconds: u32,
 }
 
 /// Rare dated facts kept in the customer's [`DayLog`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Fact {
     TicketOpened,
     TicketReopened,
@@ -44,7 +45,7 @@ pub enum Fact {
     PaymentFailed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenTicket {
     pub key: u32,
     pub opened: Millis,
@@ -52,7 +53,7 @@ pub struct OpenTicket {
 }
 
 /// The scoring state the engine keeps between evaluations.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreState {
     /// The current band (after hysteresis); `None` before the first score.
     pub band: Option<Band>,
@@ -83,7 +84,7 @@ impl Default for ScoreState {
 }
 
 /// Everything the engine knows about one customer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
     /// Inline up to 24 bytes: the index compares ids on every lookup, and an id behind a pointer
     /// would cost a cache miss per event.

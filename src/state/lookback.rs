@@ -18,7 +18,7 @@ pub const BAND_DAYS: usize = 96;
 /// The band of each of the last [`BAND_DAYS`] UTC days, two bits a day (0: no score that day).
 /// The band of a day is the band after that day's last evaluation, as the daily score history
 /// keeps the day's last score.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BandHistory {
     head: Day,
     bits: [u64; BAND_DAYS / 32],

@@ -29,6 +29,13 @@ impl Store {
         self.index.is_empty()
     }
 
+    /// Makes room for `additional` more customers (a restore knows how many it will insert).
+    pub fn reserve(&mut self, additional: usize) {
+        let slots = &self.slots;
+        self.index.reserve(additional, |&(s, _)| slots[s as usize].as_ref().map_or(0, |c| c.id_hash));
+        self.slots.reserve(additional);
+    }
+
     /// The slot of customer `id`, if tracked.
     pub fn find(&self, id: &str) -> Option<u32> {
         let slots = &self.slots;

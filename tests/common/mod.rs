@@ -55,6 +55,11 @@ impl Harness {
         self.send_bytes(&bytes)
     }
 
+    /// Numbers the next events as if `n` had been sent (a harness continuing another's history).
+    pub fn skip_ids(&mut self, n: u64) {
+        self.next_id += n;
+    }
+
     pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<Outcome, Rejection> {
         self.engine.apply_bytes(bytes, None, &mut self.outputs)
     }

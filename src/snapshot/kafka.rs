@@ -1,0 +1,1 @@
+//! Snapshots in a compacted Kafka topic (filled in below).
