@@ -22,6 +22,7 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub engine: EngineConfig,
     pub pipeline: PipelineConfig,
+    pub snapshot: SnapshotConfig,
 }
 
 /// Where to read and write, and how.
@@ -147,6 +148,47 @@ impl Default for PipelineConfig {
     }
 }
 
+/// Where and how often partition state is snapshotted (see `snapshot` and the README's
+/// "State and recovery"). Without snapshots a partition is rebuilt by re-reading its topics
+/// from the beginning, which is exact but takes as long as the history is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SnapshotConfig {
+    /// `dir` (a local directory, e.g. a Kubernetes volume), `kafka` (a compacted topic, so a
+    /// partition restores on any machine) or `none`.
+    pub store: SnapshotStoreKind,
+    /// The directory of the `dir` store.
+    pub dir: PathBuf,
+    /// The compacted topic of the `kafka` store (created if missing, with the input's
+    /// partition count).
+    pub topic: String,
+    /// How often each partition is snapshotted (after a commit; partitions take turns so
+    /// the pauses spread out). Shorter: less to re-read after a crash; longer: less I/O.
+    pub interval_secs: u64,
+    /// Snapshots kept per partition in the `dir` store (the `kafka` store keeps two).
+    pub keep: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotStoreKind {
+    Dir,
+    Kafka,
+    None,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            store: SnapshotStoreKind::Dir,
+            dir: PathBuf::from("snapshots"),
+            topic: "healthscore-state".into(),
+            interval_secs: 60,
+            keep: 3,
+        }
+    }
+}
+
 /// A configuration that could not be loaded: every problem with its key.
 #[derive(Debug, thiserror::Error)]
 pub struct ConfigError {
@@ -262,6 +304,23 @@ impl Config {
         }
         if p.shutdown_timeout_secs == 0 {
             issues.push(ConfigIssue::new("pipeline.shutdown_timeout_secs", "must be at least 1"));
+        }
+        let snap = &self.snapshot;
+        if snap.interval_secs == 0 {
+            issues.push(ConfigIssue::new("snapshot.interval_secs", "must be at least 1"));
+        }
+        if snap.keep == 0 {
+            issues.push(ConfigIssue::new("snapshot.keep", "must be at least 1"));
+        }
+        if snap.store == SnapshotStoreKind::Dir && snap.dir.as_os_str().is_empty() {
+            issues.push(ConfigIssue::new("snapshot.dir", "must name a directory"));
+        }
+        if snap.store == SnapshotStoreKind::Kafka {
+            if !valid_topic_name(&snap.topic) {
+                issues.push(ConfigIssue::new("snapshot.topic", format!("`{}` is not a valid topic name", snap.topic)));
+            } else if let Some((other, _)) = named.iter().find(|(_, n)| **n == snap.topic) {
+                issues.push(ConfigIssue::new("snapshot.topic", format!("`{}` is also {other}", snap.topic)));
+            }
         }
         issues
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context};
 use rdkafka::mocking::MockCluster;
 
-use super::config::{Config, GroupProtocol, Guarantee};
+use super::config::{Config, GroupProtocol, Guarantee, SnapshotStoreKind};
 use super::processor::{Processor, Shared, Stats};
 use super::send::{input_producer, send_events};
 use crate::generate::{GenConfig, Generator};
@@ -58,6 +58,8 @@ pub fn run_demo(
     config.kafka.brokers = mock.bootstrap_servers();
     config.kafka.group_id = "healthscore-demo".into();
     config.kafka.group_protocol = GroupProtocol::Classic;
+    // The mock cluster is new on every run: a snapshot of an earlier run would not match it.
+    config.snapshot.store = SnapshotStoreKind::None;
     config.kafka.processing_guarantee = Guarantee::AtLeastOnce;
     let t = &config.kafka.topics;
     for topic in [&t.usage, &t.support, &t.billing, &t.output, &t.dead_letter] {

@@ -14,7 +14,7 @@
 //! an uninterrupted run makes; nothing committed is emitted twice and nothing uncommitted is
 //! lost. Snapshots will shorten the re-read to the records after the snapshot.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -28,12 +28,13 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
-use super::config::{Config, Guarantee};
+use super::config::{Config, Guarantee, SnapshotStoreKind};
 use super::kafka::{self, cached_high_watermarks};
 use super::task::{PartitionTask, Processed};
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::score::Scorecard;
+use crate::snapshot::{self, Pending, RestoreContext, SnapshotStore, Snapshotter};
 
 /// Counters the shell keeps; read by the demo's summary and the metrics endpoint.
 #[derive(Debug, Default)]
@@ -54,6 +55,17 @@ pub struct Stats {
     pub commit_micros: AtomicU64,
     /// Merge steps that went on without an input that had unread data (waited too long).
     pub forced_merges: AtomicU64,
+    /// Snapshots written and failed, the bytes of the latest, and the time processing paused
+    /// to encode them (microseconds, total and longest).
+    pub snapshots: AtomicU64,
+    pub snapshot_failures: AtomicU64,
+    pub snapshot_bytes: AtomicU64,
+    pub snapshot_write_micros: AtomicU64,
+    pub snapshot_pause_micros: AtomicU64,
+    pub snapshot_pause_max_micros: AtomicU64,
+    /// Partitions restored from a snapshot, and the time loading them took (microseconds).
+    pub snapshot_restores: AtomicU64,
+    pub snapshot_restore_micros: AtomicU64,
     pub assigned_partitions: AtomicI64,
     /// Every assigned partition restored and consuming.
     pub ready: AtomicBool,
@@ -65,6 +77,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub state: Mutex<State>,
     producer: ThreadedProducer<DeliveryCounter>,
+    /// Where partition snapshots are kept (`None`: no snapshots; partitions rebuild by re-reading).
+    snapshots: Option<Arc<dyn SnapshotStore>>,
     /// Bumped by every rebalance, so messages polled before one are not mistaken for after.
     generation: AtomicU64,
     /// The last few alerts as one-line summaries (for the demo's terminal).
@@ -84,8 +98,12 @@ pub struct State {
     idle_advanced: HashMap<i32, Instant>,
     /// Set by a callback that hit an error it cannot handle; the loop stops with it.
     fatal: Option<anyhow::Error>,
-    /// Inputs rewound but not yet seeked back (topic, partition): their messages are dropped.
-    pending_seeks: HashSet<(String, i32)>,
+    /// Inputs rewound but not yet seeked back, with where to: their messages are dropped.
+    pending_seeks: HashMap<(String, i32), Offset>,
+    /// Writes snapshots in the background.
+    snapshotter: Option<Snapshotter>,
+    /// When each partition was last snapshotted, and at which offsets.
+    snapshotted: HashMap<i32, (Instant, [Option<i64>; 3])>,
 }
 
 pub struct DeliveryCounter {
@@ -189,10 +207,41 @@ impl State {
     ) -> anyhow::Result<()> {
         let committed =
             consumer.committed_offsets(tpl.clone(), TIMEOUT).context("cannot read the group's committed offsets")?;
+        // Partitions arriving whole (all three topics) and new here start from a snapshot.
+        let mut whole: BTreeMap<i32, [Option<Option<i64>>; 3]> = BTreeMap::new();
+        for e in committed.elements() {
+            if let Some(source) = shared.source_of(e.topic()) {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                whole.entry(e.partition()).or_default()[source] = Some(offset);
+            }
+        }
+        let mut prepared = HashSet::new();
+        for (p, committed) in whole {
+            let (Some(c0), Some(c1), Some(c2)) = (committed[0], committed[1], committed[2]) else { continue };
+            if self.tasks.contains_key(&p) {
+                continue;
+            }
+            let committed = [c0, c1, c2];
+            let task = self.prepare_task(shared, p, committed);
+            for (s, input) in task.inputs.iter().enumerate() {
+                let start = input.position.map_or(Offset::Beginning, Offset::Offset);
+                tpl.set_partition_offset(shared.config.kafka.topics.inputs()[s], p, start)?;
+                info!(partition = p, topic = shared.config.kafka.topics.inputs()[s], committed = ?input.committed, from = ?start, "assigned");
+            }
+            self.last_input.insert(p, Instant::now());
+            self.tasks.insert(p, task);
+            prepared.insert(p);
+        }
         let mut resets = Vec::new();
         for e in committed.elements() {
             let Some(source) = shared.source_of(e.topic()) else { continue };
             let p = e.partition();
+            if prepared.contains(&p) {
+                continue;
+            }
             if self.tasks.get(&p).is_some_and(|t| t.inputs[source].position.is_some()) {
                 warn!(partition = p, topic = e.topic(), "partition assigned in pieces; rebuilding its state");
                 resets.push(p);
@@ -227,6 +276,14 @@ impl State {
             self.abort(shared, consumer)?;
         } else {
             self.commit(shared, consumer, true)?;
+            let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            for p in revoked {
+                self.snapshot(shared, p, true);
+            }
+            // The next owner restores from the snapshot store: let it find these.
+            if let Some(snapshotter) = self.snapshotter.as_mut() {
+                tally_snapshots(shared, snapshotter.wait_idle());
+            }
         }
         for e in tpl.elements() {
             let p = e.partition();
@@ -236,7 +293,8 @@ impl State {
             for s in 0..3 {
                 self.paused.remove(&(s, p));
             }
-            self.pending_seeks.retain(|(_, q)| *q != p);
+            self.pending_seeks.retain(|(_, q), _| *q != p);
+            self.snapshotted.remove(&p);
             self.waiting_since.remove(&p);
             self.last_input.remove(&p);
             self.idle_advanced.remove(&p);
@@ -346,26 +404,147 @@ impl State {
         self.dirty = false;
     }
 
+    /// Rebuilds partition `p`: from its newest usable snapshot, else from the beginning of its
+    /// topics, re-reading up to its last commit (`to_last_commit`) or up to the offsets
+    /// committed when it was assigned.
     fn reset_task(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, p: i32, to_last_commit: bool) {
         let topics = shared.config.kafka.topics.inputs();
         let old = self.tasks.remove(&p).expect("resetting a known task");
-        let mut task = PartitionTask::new(p, shared.new_engine(&self.scorecard));
-        let mut seek = TopicPartitionList::new();
-        for (s, (new, old)) in task.inputs.iter_mut().zip(&old.inputs).enumerate() {
-            new.committed = if to_last_commit { old.committed } else { old.restore_until };
-            new.restore_until = new.committed;
-            if old.position.is_some() || old.restore_until.is_some() || !old.is_empty() {
-                let _ = seek.add_partition_offset(topics[s], p, Offset::Beginning);
+        let committed = [0, 1, 2].map(|s| {
+            let input = &old.inputs[s];
+            if to_last_commit {
+                input.committed
+            } else {
+                input.restore_until
+            }
+        });
+        let task = self.prepare_task(shared, p, committed);
+        for (s, (new, old)) in task.inputs.iter().zip(&old.inputs).enumerate() {
+            if new.position.is_some() || old.position.is_some() || old.restore_until.is_some() || !old.is_empty() {
+                let to = new.position.map_or(Offset::Beginning, Offset::Offset);
+                self.pending_seeks.insert((topics[s].to_string(), p), to);
             }
         }
         self.tasks.insert(p, task);
-        for e in seek.elements() {
-            self.pending_seeks.insert((e.topic().to_string(), p));
-        }
         self.retry_seeks(consumer);
     }
 
-    /// Seeks rewound inputs back to their beginning. A seek can fail while the group is
+    /// A task for partition `p`, whose group has committed `committed`: from the newest usable
+    /// snapshot when there is one (its inputs continue from the snapshot's offsets), else empty
+    /// (from the beginning). Either way it re-reads up to the committed offsets with outputs
+    /// suppressed, then runs normally.
+    fn prepare_task(&mut self, shared: &Shared, p: i32, committed: [Option<i64>; 3]) -> PartitionTask {
+        let mut task = match self.load_snapshot(shared, p, committed) {
+            Some(r) => PartitionTask::resume(p, r.engine, r.header.offsets, r.header.last_times),
+            None => PartitionTask::new(p, shared.new_engine(&self.scorecard)),
+        };
+        for (input, c) in task.inputs.iter_mut().zip(committed) {
+            input.committed = c;
+            input.restore_until = c;
+        }
+        let offsets = [0, 1, 2].map(|s| task.inputs[s].position);
+        self.snapshotted.insert(p, (Instant::now(), offsets));
+        task
+    }
+
+    fn load_snapshot(&mut self, shared: &Shared, p: i32, committed: [Option<i64>; 3]) -> Option<snapshot::Restored> {
+        let store = shared.snapshots.as_ref()?;
+        let cx = RestoreContext {
+            partition: p,
+            topics: shared.config.kafka.topics.inputs(),
+            committed,
+            scorecard: &self.scorecard,
+            engine: &shared.config.engine,
+        };
+        match snapshot::restore(store.as_ref(), &cx) {
+            Ok(Some(r)) => {
+                let stats = &shared.stats;
+                stats.snapshot_restores.fetch_add(1, Relaxed);
+                stats.snapshot_restore_micros.fetch_add(r.took.as_micros() as u64, Relaxed);
+                info!(
+                    partition = p,
+                    snapshot = %r.name,
+                    customers = r.header.customers,
+                    offsets = ?r.header.offsets,
+                    committed = ?committed,
+                    bytes = r.bytes,
+                    ms = r.took.as_millis() as u64,
+                    "restored from snapshot"
+                );
+                Some(r)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                warn!(partition = p, error = %format!("{e:#}"), "cannot list snapshots; rebuilding from the beginning");
+                None
+            }
+        }
+    }
+
+    /// Snapshots partition `p` if its state reflects exactly its committed input and it has
+    /// moved on since its last snapshot. `wait`: queue it even when the writer is busy (on
+    /// revoke and shutdown); otherwise skip it then (it is due again next time).
+    fn snapshot(&mut self, shared: &Shared, p: i32, wait: bool) {
+        let (Some(snapshotter), Some(task)) = (self.snapshotter.as_mut(), self.tasks.get(&p)) else { return };
+        if !task.settled() {
+            return;
+        }
+        let offsets = [0, 1, 2].map(|s| task.inputs[s].position);
+        if offsets.iter().all(Option::is_none) || self.snapshotted.get(&p).is_some_and(|(_, o)| *o == offsets) {
+            self.snapshotted.insert(p, (Instant::now(), offsets));
+            return;
+        }
+        if !wait && snapshotter.busy() {
+            return;
+        }
+        let started = Instant::now();
+        let topics = shared.config.kafka.topics.inputs();
+        let pending = Pending::take(&task.engine, p, topics, offsets, task.last_times());
+        let paused = started.elapsed().as_micros() as u64;
+        shared.stats.snapshot_pause_micros.fetch_add(paused, Relaxed);
+        shared.stats.snapshot_pause_max_micros.fetch_max(paused, Relaxed);
+        if wait {
+            snapshotter.submit(pending);
+        } else if !snapshotter.offer(pending) {
+            return;
+        }
+        self.snapshotted.insert(p, (Instant::now(), offsets));
+    }
+
+    /// Snapshots the partition whose snapshot is oldest, if it is due (one per call, so the
+    /// pauses of several partitions spread out), and counts finished writes.
+    fn snapshot_due(&mut self, shared: &Shared, now: Instant) {
+        self.count_snapshots(shared);
+        let every = Duration::from_secs(shared.config.snapshot.interval_secs);
+        let due = self
+            .tasks
+            .keys()
+            .map(|p| (self.snapshotted.get(p).map_or(now, |(t, _)| *t), *p))
+            .filter(|(t, _)| now.duration_since(*t) >= every)
+            .min();
+        if let Some((_, p)) = due {
+            self.snapshot(shared, p, false);
+        }
+    }
+
+    fn count_snapshots(&mut self, shared: &Shared) {
+        if let Some(snapshotter) = self.snapshotter.as_mut() {
+            tally_snapshots(shared, snapshotter.finished());
+        }
+    }
+
+    /// Snapshots every partition and waits for the writes (graceful shutdown).
+    fn snapshot_all(&mut self, shared: &Shared) {
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            self.snapshot(shared, p, true);
+        }
+        if let Some(mut snapshotter) = self.snapshotter.take() {
+            tally_snapshots(shared, snapshotter.close());
+        }
+    }
+
+    /// Seeks rewound inputs back to where their rebuilt task continues. A seek can fail while the group is
     /// changing (the partition is not fetching yet); until it succeeds the input's messages
     /// are dropped, so nothing from past the rewind point slips in, and it is tried again on
     /// every loop. A revoke clears it (the next owner starts from the committed offsets).
@@ -374,8 +553,8 @@ impl State {
             return;
         }
         let mut tpl = TopicPartitionList::new();
-        for (topic, p) in &self.pending_seeks {
-            let _ = tpl.add_partition_offset(topic, *p, Offset::Beginning);
+        for ((topic, p), to) in &self.pending_seeks {
+            let _ = tpl.add_partition_offset(topic, *p, *to);
         }
         match consumer.seek_partitions(tpl, Duration::from_secs(5)) {
             Ok(result) => {
@@ -424,6 +603,7 @@ impl Processor {
         let producer: ThreadedProducer<DeliveryCounter> = kafka::producer_config(&config)
             .create_with_context(DeliveryCounter { stats: stats.clone() })
             .context("cannot create the producer")?;
+        let snapshots = snapshot_store(&config)?;
         let shared = Arc::new(Shared {
             config: config.clone(),
             stats,
@@ -436,9 +616,12 @@ impl Processor {
                 last_input: HashMap::new(),
                 idle_advanced: HashMap::new(),
                 fatal: None,
-                pending_seeks: HashSet::new(),
+                pending_seeks: HashMap::new(),
+                snapshotter: snapshots.clone().map(Snapshotter::new),
+                snapshotted: HashMap::new(),
             }),
             producer,
+            snapshots,
             generation: AtomicU64::new(0),
             recent_alerts: Mutex::new(VecDeque::new()),
         });
@@ -476,7 +659,11 @@ impl Processor {
         let result = loop {
             if stop.load(Relaxed) {
                 let mut state = shared.lock();
-                break state.commit(&shared, &consumer, true);
+                let committed = state.commit(&shared, &consumer, true);
+                if committed.is_ok() {
+                    state.snapshot_all(&shared);
+                }
+                break committed;
             }
             // Poll a batch without holding the lock (rebalance callbacks take it).
             batch.clear();
@@ -510,6 +697,7 @@ impl Processor {
                     break Err(e);
                 }
                 last_commit = now;
+                state.snapshot_due(&shared, now);
             }
             shared.update_readiness(&state);
             if now.duration_since(last_report) >= Duration::from_secs(10) {
@@ -546,7 +734,7 @@ impl State {
             let Some(source) = shared.source_of(m.topic()) else { continue };
             let p = m.partition();
             let Some(task) = self.tasks.get_mut(&p) else { continue };
-            if !self.pending_seeks.is_empty() && self.pending_seeks.contains(&(m.topic().to_string(), p)) {
+            if !self.pending_seeks.is_empty() && self.pending_seeks.contains_key(&(m.topic().to_string(), p)) {
                 continue; // from before a rewind whose seek has not happened yet
             }
             shared.stats.consumed[source].fetch_add(1, Relaxed);
@@ -743,4 +931,30 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
         }
     }
     Guard(Some(f))
+}
+
+fn tally_snapshots(shared: &Shared, written: Vec<snapshot::Written>) {
+    let stats = &shared.stats;
+    for w in written {
+        stats.snapshot_write_micros.fetch_add(w.took.as_micros() as u64, Relaxed);
+        match w.result {
+            Ok(bytes) => {
+                stats.snapshots.fetch_add(1, Relaxed);
+                stats.snapshot_bytes.store(bytes as u64, Relaxed);
+            }
+            Err(_) => {
+                stats.snapshot_failures.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// The snapshot store the configuration names, if any.
+fn snapshot_store(config: &Config) -> anyhow::Result<Option<Arc<dyn SnapshotStore>>> {
+    let c = &config.snapshot;
+    Ok(match c.store {
+        SnapshotStoreKind::None => None,
+        SnapshotStoreKind::Dir => Some(Arc::new(snapshot::dir::DirStore::new(&c.dir, c.keep)?)),
+        SnapshotStoreKind::Kafka => Some(Arc::new(snapshot::kafka::KafkaStore::new(config)?)),
+    })
 }

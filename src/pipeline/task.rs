@@ -31,7 +31,10 @@ pub struct Record {
 #[derive(Debug, Default)]
 pub struct TopicInput {
     queue: VecDeque<Record>,
+    /// Event time of the latest record buffered.
     last_time: Millis,
+    /// Event time of the record before `position` (the latest processed).
+    position_time: Millis,
     /// Nothing more to read now (librdkafka's partition EOF, cleared by the next message).
     pub at_end: bool,
     /// The next offset to process: what a commit stores.
@@ -93,8 +96,33 @@ pub struct PartitionTask {
 
 impl PartitionTask {
     pub fn new(partition: i32, engine: Engine) -> Self {
-        let input = || TopicInput { last_time: Millis::MIN, ..Default::default() };
+        let input = || TopicInput { last_time: Millis::MIN, position_time: Millis::MIN, ..Default::default() };
         PartitionTask { partition, engine, inputs: [input(), input(), input()], finder: timestamp_finder() }
+    }
+
+    /// A task continuing from a snapshot: `engine` reflects each input up to `offsets` (the
+    /// next offset to process), and `last_times` are the inputs' latest event times then.
+    pub fn resume(partition: i32, engine: Engine, offsets: [Option<i64>; 3], last_times: [Millis; 3]) -> Self {
+        let mut task = PartitionTask::new(partition, engine);
+        for ((input, offset), time) in task.inputs.iter_mut().zip(offsets).zip(last_times) {
+            input.position = offset;
+            input.fetched = offset;
+            input.last_time = time;
+            input.position_time = time;
+        }
+        task
+    }
+
+    /// Each input's event time of the latest record processed (what [`PartitionTask::resume`]
+    /// takes back).
+    pub fn last_times(&self) -> [Millis; 3] {
+        [0, 1, 2].map(|s| self.inputs[s].position_time)
+    }
+
+    /// Whether every input's processed position is committed: the engine's state then reflects
+    /// exactly the committed input, which is when a snapshot may be taken.
+    pub fn settled(&self) -> bool {
+        !self.restoring() && self.inputs.iter().all(|i| i.position.is_none() || i.position == i.committed)
     }
 
     /// Buffers a message of source `source` (0 usage, 1 support, 2 billing).
@@ -165,6 +193,7 @@ impl PartitionTask {
                 }
                 let record = input.queue.pop_front().expect("non-empty");
                 input.position = Some(record.offset + 1);
+                input.position_time = record.time;
                 batch.push((source, record));
                 taken += 1;
             }

@@ -192,6 +192,8 @@ pub struct Snapshotter {
     done: Receiver<Written>,
     worker: Option<std::thread::JoinHandle<()>>,
     next_id: u64,
+    /// Snapshots handed over and not reported back yet.
+    in_flight: usize,
 }
 
 impl Snapshotter {
@@ -220,22 +222,32 @@ impl Snapshotter {
                 }
             })
             .expect("cannot start the snapshot thread");
-        Snapshotter { queue: Some(queue), done, worker: Some(worker), next_id: 0 }
+        Snapshotter { queue: Some(queue), done, worker: Some(worker), next_id: 0, in_flight: 0 }
     }
 
-    /// Hands a snapshot to the writer if it is free; gives it back if it is busy.
-    pub fn offer(&mut self, mut pending: Pending) -> Result<(), Pending> {
+    /// Hands a snapshot to the writer if it is free; `false` (and the snapshot dropped) if busy.
+    pub fn offer(&mut self, mut pending: Pending) -> bool {
         self.stamp(&mut pending);
         match self.queue.as_ref().expect("open").try_send(pending) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(p) | TrySendError::Disconnected(p)) => Err(p),
+            Ok(()) => {
+                self.in_flight += 1;
+                true
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
     }
 
     /// Hands a snapshot to the writer, waiting for it to be free.
     pub fn submit(&mut self, mut pending: Pending) {
         self.stamp(&mut pending);
-        let _ = self.queue.as_ref().expect("open").send(pending);
+        if self.queue.as_ref().expect("open").send(pending).is_ok() {
+            self.in_flight += 1;
+        }
+    }
+
+    /// Whether a snapshot is still being written.
+    pub fn busy(&self) -> bool {
+        self.in_flight > 0
     }
 
     /// Snapshot ids must grow even when the wall clock does not (two in one millisecond).
@@ -246,8 +258,25 @@ impl Snapshotter {
     }
 
     /// Reports of the writes finished since the last call.
-    pub fn finished(&self) -> Vec<Written> {
-        self.done.try_iter().collect()
+    pub fn finished(&mut self) -> Vec<Written> {
+        let done: Vec<Written> = self.done.try_iter().collect();
+        self.in_flight = self.in_flight.saturating_sub(done.len());
+        done
+    }
+
+    /// Waits until every snapshot handed over is written; returns their reports.
+    pub fn wait_idle(&mut self) -> Vec<Written> {
+        let mut done = Vec::new();
+        while self.in_flight > 0 {
+            match self.done.recv() {
+                Ok(w) => {
+                    self.in_flight -= 1;
+                    done.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        done
     }
 
     /// Waits for every queued snapshot to be written, and stops the writer.

@@ -211,6 +211,11 @@ pub fn assert_same(actual: &BTreeMap<String, Vec<String>>, expected: &BTreeMap<S
     assert_eq!(count(actual), count(expected), "no extra outputs");
 }
 
+/// The `dir` snapshot store of a test's services.
+pub fn snapshot_dir(t: &Topics, group: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("snapshots").join(format!("{}-{group}", t.usage))
+}
+
 /// A `healthscore run` process.
 pub struct Service {
     pub child: Child,
@@ -236,7 +241,12 @@ impl Service {
             .env("HEALTHSCORE__PIPELINE__IDLE_ADVANCE_SECS", "0")
             // Producers here send faster than the service reads; wait for every topic so the
             // merge is the exact event-time order replay uses.
-            .env("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "2000");
+            .env("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "2000")
+            // Snapshots every second, so restarts restore from one; the directory is the
+            // test's own (one per topic set and group), shared by its restarts.
+            .env("HEALTHSCORE__SNAPSHOT__DIR", snapshot_dir(t, group))
+            .env("HEALTHSCORE__SNAPSHOT__INTERVAL_SECS", "1")
+            .env("HEALTHSCORE__SNAPSHOT__TOPIC", format!("{}-state", t.usage));
         for (k, v) in extra {
             cmd.env(k, v);
         }
