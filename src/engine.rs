@@ -11,6 +11,7 @@
 //! decays to red and raises `gone_quiet` with no new event. Advancing costs one evaluation per
 //! timer that comes due, never a scan of all customers.
 
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use crate::event::{parse, Event, EventKind, Millis, RejectReason, Rejection, Source, DAY_MS};
@@ -149,47 +150,117 @@ impl Engine {
         self.store.iter()
     }
 
-    /// Appends the engine's state to `out` for a snapshot: the stream clock, then every customer
-    /// (postcard). Timers, the index and statistics are not written: [`Engine::from_state`]
-    /// rebuilds the first two from the customers, and the statistics are process counters.
-    pub fn encode_state(&self, out: &mut Vec<u8>) {
-        let mut buf = std::mem::take(out);
-        let clock = (self.max_event_time, self.stream_time, self.store.len() as u64);
-        buf = postcard::to_extend(&clock, buf).expect("writing to a Vec cannot fail");
-        for c in self.store.iter() {
-            buf = postcard::to_extend(c, buf).expect("writing to a Vec cannot fail");
-        }
-        *out = buf;
+    /// The engine's state for a snapshot, in [`STATE_SECTIONS`] sections encoded in parallel
+    /// (postcard): the first starts with the stream clock, each holds its customer count and
+    /// then its customers. Timers, the index and statistics are not written:
+    /// [`Engine::from_state`] rebuilds the first two from the customers, and the statistics are
+    /// process counters. Sections let both encoding (the part of a snapshot that pauses
+    /// processing) and decoding use every core.
+    pub fn encode_state(&self) -> Vec<Vec<u8>> {
+        let slots = self.store.slots();
+        let per = slots.len().div_ceil(STATE_SECTIONS).max(1);
+        let mut parts: Vec<&[Option<Customer>]> = slots.chunks(per).collect();
+        parts.resize(STATE_SECTIONS, &[]);
+        let clock = (self.max_event_time, self.stream_time);
+        crate::parallel::map(&parts, |i, part| {
+            let mut out = Vec::with_capacity(part.len() * 640);
+            let write = |value: &dyn erased::Encode, out: &mut Vec<u8>| value.encode(out);
+            if i == 0 {
+                write(&clock, &mut out);
+            }
+            write(&(part.iter().flatten().count() as u64), &mut out);
+            for c in part.iter().flatten() {
+                write(c, &mut out);
+            }
+            out
+        })
     }
 
     /// An engine holding the state [`Engine::encode_state`] wrote, scored with `scorecard` (which
     /// may be a newer model than the one the state was built under: segments are re-derived
     /// from the plans, and the next evaluation of each customer uses the new model).
-    pub fn from_state(scorecard: Arc<Scorecard>, config: EngineConfig, bytes: &[u8]) -> Result<Engine, String> {
-        let ((max_event_time, stream_time, count), mut rest): ((Millis, Millis, u64), &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|e| format!("stream clock: {e}"))?;
+    pub fn from_state(scorecard: Arc<Scorecard>, config: EngineConfig, sections: &[Vec<u8>]) -> Result<Engine, String> {
+        let first = sections.first().ok_or("no state sections")?;
+        let ((max_event_time, stream_time), rest): ((Millis, Millis), &[u8]) =
+            postcard::take_from_bytes(first).map_err(|e| format!("stream clock: {e}"))?;
+        let mut bodies = Vec::with_capacity(sections.len());
+        for (i, section) in sections.iter().enumerate() {
+            let bytes = if i == 0 { rest } else { &section[..] };
+            let (count, body): (u64, &[u8]) =
+                postcard::take_from_bytes(bytes).map_err(|e| format!("section {i}: customer count: {e}"))?;
+            // Not trusting a count for an allocation: a customer takes at least 16 bytes.
+            if count > body.len() as u64 / 16 {
+                return Err(format!("section {i}: {count} customers in {} bytes", body.len()));
+            }
+            bodies.push((count as usize, body));
+        }
+        let total: usize = bodies.iter().map(|(n, _)| n).sum();
+        let mut slots: Vec<Option<Customer>> = Vec::with_capacity(total);
+        crate::state::advise_huge_pages(&slots);
+        // Each section decodes straight into its own part of the slots, so the first touch of
+        // the memory (page faults: most of a restore's cost) happens on every core at once.
+        let mut parts: Vec<(&mut [UninitSlot], &[u8])> = Vec::with_capacity(bodies.len());
+        let mut free = &mut slots.spare_capacity_mut()[..total];
+        for (count, body) in &bodies {
+            let (part, others) = free.split_at_mut(*count);
+            parts.push((part, body));
+            free = others;
+        }
+        let decoded = crate::parallel::map_mut(&mut parts, |i, (part, body)| {
+            let mut body: &[u8] = body;
+            let mut written = 0;
+            let result = (|| {
+                for (j, slot) in part.iter_mut().enumerate() {
+                    let (mut c, rest): (Customer, &[u8]) =
+                        postcard::take_from_bytes(body).map_err(|e| format!("section {i}: customer {j}: {e}"))?;
+                    body = rest;
+                    c.id_hash = crate::hash::hash64(&c.id);
+                    c.segment = scorecard.segment_of(c.plan.as_deref());
+                    slot.write(Some(c));
+                    written += 1;
+                }
+                match body.len() {
+                    0 => Ok(()),
+                    n => Err(format!("section {i}: {n} bytes after the last customer")),
+                }
+            })();
+            if result.is_err() {
+                for slot in &mut part[..written] {
+                    // SAFETY: the first `written` slots of this part were initialised above and
+                    // are dropped once, here; the vector's length never covers them.
+                    unsafe { slot.assume_init_drop() };
+                }
+            }
+            (written, result)
+        });
+        if decoded.iter().any(|(_, r)| r.is_err()) {
+            let mut first_error = None;
+            for (k, (written, result)) in decoded.into_iter().enumerate() {
+                match result {
+                    Ok(()) => {
+                        for slot in &mut parts[k].0[..written] {
+                            // SAFETY: as above: initialised by a section that succeeded, dropped once.
+                            unsafe { slot.assume_init_drop() };
+                        }
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            return Err(first_error.expect("a section failed"));
+        }
+        drop(parts);
+        // SAFETY: every section succeeded, so each of the first `total` slots was written once.
+        unsafe { slots.set_len(total) };
         let mut engine = Engine::new(scorecard, config);
         engine.max_event_time = max_event_time;
         engine.stream_time = stream_time;
-        // Not trusting the count for an allocation: a corrupt count fails below instead.
-        engine.store.reserve(count.min(rest.len() as u64 / 16) as usize);
-        for i in 0..count {
-            let (mut c, r): (Customer, &[u8]) =
-                postcard::take_from_bytes(rest).map_err(|e| format!("customer {i} of {count}: {e}"))?;
-            rest = r;
-            c.id_hash = crate::hash::hash64(&c.id);
-            c.segment = engine.scorecard.segment_of(c.plan.as_deref());
-            if engine.store.find(&c.id).is_some() {
-                return Err(format!("customer {} appears twice", c.id));
+        engine.store = Store::from_slots(slots).map_err(|id| format!("customer {id} appears twice"))?;
+        for (slot, c) in engine.store.slots().iter().enumerate() {
+            if let Some(c) = c.as_ref().filter(|c| c.next_due != Millis::MAX) {
+                engine.timers.schedule(c.next_due, c.id_hash, slot as u32);
             }
-            let (due, hash) = (c.next_due, c.id_hash);
-            let slot = engine.store.insert(c);
-            if due != Millis::MAX {
-                engine.timers.schedule(due, hash, slot);
-            }
-        }
-        if !rest.is_empty() {
-            return Err(format!("{} bytes after the last customer", rest.len()));
         }
         Ok(engine)
     }
@@ -542,4 +613,49 @@ fn top_drivers(sc: &Scorecard, stage: crate::score::Stage, segment: u8, parts: &
     lost.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let comps = sc.components(stage, segment);
     lost.iter().take(3).map(|(_, i)| comps[*i].name.clone()).collect()
+}
+
+/// A customer slot a restore has yet to write.
+type UninitSlot = MaybeUninit<Option<Customer>>;
+
+/// Sections a snapshot of the engine's state is cut into (see [`Engine::encode_state`]): a
+/// few per core of a typical host. Fixed, so a snapshot reads the same on any machine.
+pub const STATE_SECTIONS: usize = 4;
+
+/// Postcard straight into a `Vec` (its own `to_extend` goes through `Extend` a byte at a time,
+/// which made encoding a snapshot slower than cloning the engine).
+mod erased {
+    use postcard::ser_flavors::Flavor;
+
+    pub trait Encode {
+        fn encode(&self, out: &mut Vec<u8>);
+    }
+
+    impl<T: serde::Serialize> Encode for T {
+        fn encode(&self, out: &mut Vec<u8>) {
+            postcard::serialize_with_flavor(self, Append(out)).expect("writing to a Vec cannot fail");
+        }
+    }
+
+    struct Append<'a>(&'a mut Vec<u8>);
+
+    impl Flavor for Append<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+            self.0.push(data);
+            Ok(())
+        }
+
+        #[inline(always)]
+        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+            self.0.extend_from_slice(data);
+            Ok(())
+        }
+
+        fn finalize(self) -> postcard::Result<()> {
+            Ok(())
+        }
+    }
 }

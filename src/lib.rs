@@ -6,6 +6,7 @@ pub mod event;
 pub mod generate;
 pub mod hash;
 pub mod output;
+pub mod parallel;
 pub mod partition;
 pub mod pipeline;
 pub mod replay;

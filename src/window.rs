@@ -130,17 +130,50 @@ impl<T: Copy + Default + PartialEq + serde::Serialize, const N: usize> serde::Se
     }
 }
 
+/// Reads the buckets straight into the ring (no list in between: a restore reads millions).
 impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> serde::Deserialize<'de> for DailyRing<T, N> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let (head, filled): (Day, Vec<(u16, T)>) = serde::Deserialize::deserialize(deserializer)?;
-        let mut ring = DailyRing { head, buckets: [T::default(); N] };
-        for (back, value) in filled {
-            if back as usize >= N || back as Day > head {
-                return Err(serde::de::Error::custom(format!("ring bucket {back} days back is outside the ring")));
+        use serde::de::{DeserializeSeed, Error, SeqAccess, Visitor};
+        use std::marker::PhantomData;
+
+        struct Fill<'r, T, const N: usize>(&'r mut DailyRing<T, N>);
+        impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> DeserializeSeed<'de> for Fill<'_, T, N> {
+            type Value = ();
+            fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_seq(self)
             }
-            ring.buckets[(head - back as Day) as usize % N] = value;
         }
-        Ok(ring)
+        impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> Visitor<'de> for Fill<'_, T, N> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("(days back, bucket) pairs")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                let head = self.0.head;
+                while let Some((back, value)) = seq.next_element::<(u16, T)>()? {
+                    if back as usize >= N || back as Day > head {
+                        return Err(A::Error::custom(format!("ring bucket {back} days back is outside the ring")));
+                    }
+                    self.0.buckets[(head - back as Day) as usize % N] = value;
+                }
+                Ok(())
+            }
+        }
+
+        struct Ring<T, const N: usize>(PhantomData<T>);
+        impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> Visitor<'de> for Ring<T, N> {
+            type Value = DailyRing<T, N>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a daily ring (head day, filled buckets)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let head: Day = seq.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let mut ring = DailyRing { head, buckets: [T::default(); N] };
+                seq.next_element_seed(Fill(&mut ring))?.ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                Ok(ring)
+            }
+        }
+        deserializer.deserialize_tuple(2, Ring::<T, N>(PhantomData))
     }
 }
 

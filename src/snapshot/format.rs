@@ -5,7 +5,9 @@
 //! magic      8 bytes  "HSSNAP\r\n" (the line break catches text-mode mangling)
 //! version    u32 LE   FORMAT_VERSION
 //! header     u32 LE length, then the header (postcard)
-//! body       u64 LE length, then the engine state (postcard), LZ4-compressed
+//! body       u64 LE length, then the body:
+//!              u32 LE section count, then per section: u64 LE length, LZ4-compressed bytes
+//!              (the engine state's sections, postcard; compressed and decompressed in parallel)
 //! checksum   u64 LE   XXH3-64 of every byte before it
 //! ```
 //!
@@ -65,17 +67,22 @@ pub enum SnapshotError {
     Foreign(String),
 }
 
-/// Frames a snapshot: compresses the engine state and adds the header and checksum.
-pub fn encode(header: &SnapshotHeader, state: &[u8]) -> Vec<u8> {
+/// Frames a snapshot: compresses the engine state's sections and adds the header and checksum.
+pub fn encode(header: &SnapshotHeader, sections: &[Vec<u8>]) -> Vec<u8> {
     let header_bytes = postcard::to_allocvec(header).expect("a header always serialises");
-    let body = lz4_flex::block::compress_prepend_size(state);
-    let mut out = Vec::with_capacity(8 + 4 + 4 + header_bytes.len() + 8 + body.len() + 8);
+    let compressed = crate::parallel::map(sections, |_, s| lz4_flex::block::compress_prepend_size(s));
+    let body_len = 4 + compressed.iter().map(|c| 8 + c.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(8 + 4 + 4 + header_bytes.len() + 8 + body_len + 8);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(&header_bytes);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&(body_len as u64).to_le_bytes());
+    out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
+    for c in &compressed {
+        out.extend_from_slice(&(c.len() as u64).to_le_bytes());
+        out.extend_from_slice(c);
+    }
     let sum = xxh3_64(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
@@ -115,19 +122,29 @@ pub fn open(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), SnapshotError> {
     Ok((header, body))
 }
 
-/// Opens a snapshot and decompresses its state.
-pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, Vec<u8>), SnapshotError> {
+/// Opens a snapshot and decompresses its state's sections.
+pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, Vec<Vec<u8>>), SnapshotError> {
     let (header, body) = open(bytes)?;
-    let state =
-        lz4_flex::block::decompress_size_prepended(body).map_err(|e| SnapshotError::Corrupt(format!("body: {e}")))?;
-    if state.len() as u64 != header.state_bytes {
-        return Err(SnapshotError::Corrupt(format!(
-            "state is {} bytes, the header says {}",
-            state.len(),
-            header.state_bytes
-        )));
+    let mut r = Reader { bytes: body, at: 0 };
+    let count = u32::from_le_bytes(r.take(4, "section count")?.try_into().expect("4 bytes"));
+    let mut compressed = Vec::new();
+    for _ in 0..count {
+        let len = u64::from_le_bytes(r.take(8, "section length")?.try_into().expect("8 bytes"));
+        compressed.push(r.take(usize::try_from(len).map_err(|_| SnapshotError::Truncated("section"))?, "section")?);
     }
-    Ok((header, state))
+    if r.at != body.len() {
+        return Err(SnapshotError::Corrupt(format!("{} bytes after the last section", body.len() - r.at)));
+    }
+    let sections = crate::parallel::map(&compressed, |_, c| lz4_flex::block::decompress_size_prepended(c));
+    let sections = sections
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SnapshotError::Corrupt(format!("section: {e}")))?;
+    let total: u64 = sections.iter().map(|s| s.len() as u64).sum();
+    if total != header.state_bytes {
+        return Err(SnapshotError::Corrupt(format!("state is {total} bytes, the header says {}", header.state_bytes)));
+    }
+    Ok((header, sections))
 }
 
 struct Reader<'a> {
@@ -164,14 +181,16 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let bytes = encode(&header(), b"hello world");
-        assert_eq!(decode(&bytes).unwrap(), (header(), b"hello world".to_vec()));
+        let h = SnapshotHeader { state_bytes: 16, ..header() };
+        let sections = vec![b"hello world".to_vec(), Vec::new(), b"again".to_vec()];
+        let bytes = encode(&h, &sections);
+        assert_eq!(decode(&bytes).unwrap(), (h, sections));
     }
 
     #[test]
     fn every_truncation_and_every_flipped_byte_is_refused() {
         let h = SnapshotHeader { state_bytes: 24, ..header() };
-        let bytes = encode(&h, b"hello world, hello world");
+        let bytes = encode(&h, &[b"hello world, hello world".to_vec()]);
         assert!(decode(&bytes).is_ok());
         for n in 0..bytes.len() {
             assert!(decode(&bytes[..n]).is_err(), "truncated to {n} bytes was accepted");
@@ -186,10 +205,10 @@ mod tests {
     #[test]
     fn says_why() {
         assert_eq!(decode(b"{\"json\": true}").unwrap_err(), SnapshotError::NotASnapshot);
-        let mut newer = encode(&header(), b"hello world");
+        let mut newer = encode(&header(), &[b"hello world".to_vec()]);
         newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         assert_eq!(decode(&newer).unwrap_err(), SnapshotError::NewerFormat { found: 2, supported: 1 });
-        let good = encode(&header(), b"hello world");
+        let good = encode(&header(), &[b"hello world".to_vec()]);
         assert_eq!(decode(&good[..good.len() - 3]).unwrap_err(), SnapshotError::Truncated("checksum"));
         let mut flipped = good.clone();
         let n = flipped.len();

@@ -142,10 +142,51 @@ pub fn usable(bytes: &[u8], cx: &RestoreContext<'_>) -> anyhow::Result<(Snapshot
     Ok((header, engine))
 }
 
+/// Reads a snapshot file for `healthscore snapshot inspect` (framing and checksum only) or
+/// `verify` (also decodes every customer, as a restore would): its header and a summary.
+pub fn describe(bytes: &[u8], verify: bool) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let (header, body) = open(bytes)?;
+    if verify {
+        let (_, state) = decode(bytes)?;
+        let engine = Engine::from_state(Arc::new(Scorecard::default_scorecard()), EngineConfig::default(), &state)
+            .map_err(|e| SnapshotError::Corrupt(format!("state: {e}")))?;
+        if engine.customer_count() as u64 != header.customers {
+            anyhow::bail!("{} customers decoded, the header says {}", engine.customer_count(), header.customers);
+        }
+    }
+    let mut text = String::new();
+    let time = |t: Option<i64>| t.map_or("-".to_string(), crate::event::format_rfc3339);
+    let per = |n: usize| if header.customers > 0 { n as f64 / header.customers as f64 } else { 0.0 };
+    writeln!(text, "partition      {}", header.partition)?;
+    for (s, topic) in header.topics.iter().enumerate() {
+        let offset = header.offsets[s].map_or("- (nothing read)".to_string(), |o| o.to_string());
+        writeln!(text, "offset         {topic}: {offset}")?;
+    }
+    writeln!(text, "stream time    {}", time(header.stream_time))?;
+    writeln!(text, "customers      {}", header.customers)?;
+    writeln!(text, "scorecard      {}", header.scorecard_version)?;
+    writeln!(text, "taken          {}", time(Some(header.created_ms)))?;
+    writeln!(text, "format         {FORMAT_VERSION}")?;
+    writeln!(
+        text,
+        "size           {} bytes ({:.0} per customer); state {} bytes before compression ({:.0} per customer)",
+        bytes.len(),
+        per(bytes.len()),
+        header.state_bytes,
+        per(header.state_bytes as usize)
+    )?;
+    let _ = body;
+    if verify {
+        writeln!(text, "verified       checksum, header and all {} customers decode", header.customers)?;
+    }
+    Ok(text)
+}
+
 /// A snapshot encoded on the processing thread, waiting to be compressed and stored.
 pub struct Pending {
     pub header: SnapshotHeader,
-    pub state: Vec<u8>,
+    pub state: Vec<Vec<u8>>,
 }
 
 impl Pending {
@@ -159,8 +200,7 @@ impl Pending {
         offsets: [Option<i64>; 3],
         last_times: [i64; 3],
     ) -> Pending {
-        let mut state = Vec::with_capacity(engine.customer_count() * 512);
-        engine.encode_state(&mut state);
+        let state = engine.encode_state();
         let header = SnapshotHeader {
             partition,
             topics: topics.map(String::from),
@@ -170,7 +210,7 @@ impl Pending {
             customers: engine.customer_count() as u64,
             scorecard_version: engine.scorecard().version.to_string(),
             created_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
-            state_bytes: state.len() as u64,
+            state_bytes: state.iter().map(|s| s.len() as u64).sum(),
         };
         Pending { header, state }
     }

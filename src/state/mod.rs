@@ -7,4 +7,4 @@ mod store;
 
 pub use self::customer::{Customer, Fact, OpenTicket, ScoreState, SignalParams, UsageDay, DEDUP_IDS, HISTORY_DAYS};
 pub use self::lookback::{BandHistory, ChurnLookback, ChurnStats, BAND_DAYS, LEAD_DAYS_BUCKETS};
-pub use self::store::{Store, Timers};
+pub use self::store::{advise_huge_pages, Store, Timers};
