@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 
 use super::config::{Config, Guarantee};
 use super::kafka::{self, cached_high_watermarks};
+use super::metrics::{Lag, Telemetry};
 use super::task::{PartitionTask, Processed};
 use crate::engine::Engine;
 use crate::output::Output;
@@ -57,6 +58,8 @@ pub struct Stats {
     pub assigned_partitions: AtomicI64,
     /// Every assigned partition restored and consuming.
     pub ready: AtomicBool,
+    /// Counts by label, histograms and snapshot handles, for `/metrics` (see `metrics`).
+    pub telemetry: Telemetry,
 }
 
 /// The processor's state shared with the consumer's callbacks and with readers.
@@ -473,6 +476,7 @@ impl Processor {
         let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(4096);
         let mut busy = false;
         let mut last_report = Instant::now();
+        let mut last_lag = Instant::now();
         let result = loop {
             if stop.load(Relaxed) {
                 let mut state = shared.lock();
@@ -504,6 +508,13 @@ impl Processor {
             busy = step.as_ref().is_ok_and(|worked| *worked) || !batch.is_empty();
             if let Err(e) = step {
                 break Err(e);
+            }
+            if busy {
+                shared.stats.telemetry.batch_seconds.observe(now.elapsed().as_secs_f64());
+            }
+            if now.duration_since(last_lag) >= Duration::from_secs(1) {
+                last_lag = now;
+                *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = state.lags(&shared, &consumer);
             }
             if now.duration_since(last_commit) >= commit_every {
                 if let Err(e) = state.commit(&shared, &consumer, false) {
@@ -538,6 +549,23 @@ impl Processor {
 }
 
 impl State {
+    /// How far each owned input partition is behind its high watermark, from librdkafka's
+    /// cached watermarks (no request) and the next offset to process. A partition restoring
+    /// from the beginning counts what it still has to re-read.
+    fn lags(&self, shared: &Shared, consumer: &BaseConsumer<Ctx>) -> Vec<Lag> {
+        let topics = shared.config.kafka.topics.inputs();
+        let mut lags = Vec::with_capacity(self.tasks.len() * 3);
+        for (&partition, task) in &self.tasks {
+            for (source, input) in task.inputs.iter().enumerate() {
+                if let Some((low, high)) = cached_high_watermarks(consumer, topics[source], partition) {
+                    let next = input.position.unwrap_or(low).max(low);
+                    lags.push(Lag { source, partition, records: (high - next).max(0) });
+                }
+            }
+        }
+        lags
+    }
+
     fn enqueue(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, batch: &[BorrowedMessage<'_>], now: Instant) {
         let max = shared.config.pipeline.max_buffered_per_partition;
         let hold_ends = shared.config.pipeline.max_task_idle_ms > 0;
@@ -691,6 +719,7 @@ impl State {
         stats.duplicates.fetch_add(done.duplicates, Relaxed);
         stats.dead_letters.fetch_add(done.dead_letters.len() as u64, Relaxed);
         stats.restored.fetch_add(done.restored as u64, Relaxed);
+        stats.telemetry.record(done, super::metrics::wall_clock_millis());
         if !done.outputs.is_empty() || !done.dead_letters.is_empty() {
             self.dirty = true;
         }
