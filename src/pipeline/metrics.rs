@@ -7,8 +7,10 @@
 //! few hundred integer additions), into metric families when Prometheus scrapes. Labels are
 //! small closed sets (topic, partition, reason, rule, band, stage, segment): never a customer.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
@@ -62,6 +64,8 @@ pub struct Telemetry {
     pub restore_duration_seconds: Histogram,
     /// Per input partition, refreshed by the processing loop about once a second.
     pub lag: Mutex<Vec<Lag>>,
+    /// Per owned partition: restoring since (`Some`), or restored (`None`).
+    restores: Mutex<HashMap<i32, Option<Instant>>>,
 }
 
 fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
@@ -107,6 +111,7 @@ impl Default for Telemetry {
                 &long,
             ),
             lag: Mutex::new(Vec::new()),
+            restores: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -154,6 +159,31 @@ impl Telemetry {
         }
         latency.flush();
         score.flush();
+    }
+}
+
+impl Telemetry {
+    /// Times restores: given every owned partition and whether it is restoring now, observes
+    /// `restore_duration_seconds` for each that has just finished. Called with the readiness
+    /// update (after every rebalance callback and loop step), so a restore is timed from the
+    /// assignment (or rewind) that started it to its first step with nothing left to re-read.
+    /// A partition with nothing to re-read is not a restore and is not observed.
+    pub fn track_restores(&self, partitions: impl Iterator<Item = (i32, bool)>, now: Instant) {
+        let mut restores = self.restores.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = Vec::new();
+        for (p, restoring) in partitions {
+            seen.push(p);
+            let entry = restores.entry(p).or_insert(None);
+            match (*entry, restoring) {
+                (None, true) => *entry = Some(now),
+                (Some(since), false) => {
+                    self.restore_duration_seconds.observe(now.duration_since(since).as_secs_f64());
+                    *entry = None;
+                }
+                _ => {}
+            }
+        }
+        restores.retain(|p, _| seen.contains(p)); // revoked: the next owner times its own
     }
 }
 
@@ -422,4 +452,27 @@ impl Collector for ServiceCollector {
 /// The wall clock as Unix milliseconds: the shell's, for latency; the engine never reads it.
 pub fn wall_clock_millis() -> Millis {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as Millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_restore_is_timed_from_its_start_to_its_end_once() {
+        let t = Telemetry::default();
+        let t0 = Instant::now();
+        t.track_restores([(0, true), (1, false)].into_iter(), t0);
+        t.track_restores([(0, true), (1, false)].into_iter(), t0 + Duration::from_secs(1));
+        t.track_restores([(0, false), (1, false)].into_iter(), t0 + Duration::from_secs(3));
+        t.track_restores([(0, false)].into_iter(), t0 + Duration::from_secs(4));
+        assert_eq!(t.restore_duration_seconds.get_sample_count(), 1, "partition 1 had nothing to re-read");
+        assert_eq!(t.restore_duration_seconds.get_sample_sum(), 3.0);
+        // A rewind starts a new restore of the same partition.
+        t.track_restores([(0, true)].into_iter(), t0 + Duration::from_secs(5));
+        t.track_restores([(0, false)].into_iter(), t0 + Duration::from_secs(7));
+        assert_eq!(t.restore_duration_seconds.get_sample_count(), 2);
+    }
 }

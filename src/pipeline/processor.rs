@@ -167,6 +167,7 @@ impl Shared {
         let n = state.tasks.len() as i64;
         self.stats.assigned_partitions.store(n, Relaxed);
         self.stats.ready.store(n > 0 && state.tasks.values().all(|t| !t.restoring()), Relaxed);
+        self.stats.telemetry.track_restores(state.tasks.iter().map(|(p, t)| (*p, t.restoring())), Instant::now());
     }
 
     fn new_engine(&self, scorecard: &Arc<Scorecard>) -> Engine {
