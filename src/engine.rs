@@ -569,6 +569,19 @@ impl Engine {
 
 /// Queries for the HTTP API: read-only, and they never move time (the clock is the shell's).
 impl Engine {
+    /// Recounts the census from the customers' own record of where they were counted. The
+    /// census is kept incrementally; this is for state that arrives whole (a restored
+    /// snapshot), and for tests that check the incremental count against a fresh one.
+    pub fn recount_census(&mut self) {
+        let mut census = Census::default();
+        for c in self.store.iter() {
+            if let (Some(band), Some(stage)) = (c.score.band, c.score.stage) {
+                census.add(band, stage, c.score.segment);
+            }
+        }
+        self.stats.census = census;
+    }
+
     /// `id`'s score explained as of its last evaluation, recomputed from its state (scoring is
     /// a pure function of state and time, so this equals what that evaluation computed).
     /// `None` when the customer is unknown here or not scored yet.

@@ -266,6 +266,18 @@ fn a_customer_explained_matches_its_last_score_and_the_census_follows_bands() {
     let total: u64 = Band::ALL.iter().flat_map(|b| Stage::ALL.map(|s| census.count(*b, s, pro))).sum();
     assert_eq!(total, 2, "each scored customer counted exactly once");
 
+    let kept = census.clone();
+    h.engine.recount_census();
+    for band in Band::ALL {
+        for stage in Stage::ALL {
+            assert_eq!(
+                kept.count(band, stage, pro),
+                h.engine.stats().census.count(band, stage, pro),
+                "{band:?} {stage:?}"
+            );
+        }
+    }
+
     // Silent past retention (120 days): scored a last time and evicted, and the census lets
     // it go; acme (silent since day 100) is still counted, in whatever band it has sunk to.
     h.advance(at(200.0));
