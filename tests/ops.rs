@@ -213,3 +213,59 @@ fn the_demo_serves_metrics_health_and_the_query_api_and_exports_every_metric_dep
     let undefined: Vec<&String> = recorded_used.iter().filter(|n| !defined.contains(*n)).collect();
     assert!(undefined.is_empty(), "recording rules used but not defined: {undefined:?}");
 }
+
+/// The router without a socket (`oneshot`), on a processor that has joined no group yet: what
+/// a starting instance answers. It owns no partition, so every customer is someone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_starting_instance_is_alive_not_ready_and_names_the_owning_partition() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use healthscore::pipeline::config::{Config, GroupProtocol, Guarantee};
+    use healthscore::pipeline::http::{router, Api};
+    use healthscore::pipeline::{Processor, Stats};
+    use tower::ServiceExt;
+
+    let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_protocol = GroupProtocol::Classic;
+    config.kafka.processing_guarantee = Guarantee::AtLeastOnce;
+    let t = config.kafka.topics.clone();
+    for topic in [&t.usage, &t.support, &t.billing, &t.output, &t.dead_letter] {
+        mock.create_topic(topic, 6, 1).unwrap();
+    }
+    let scorecard = Arc::new(Scorecard::default_scorecard());
+    let processor = tokio::task::spawn_blocking({
+        let scorecard = scorecard.clone();
+        move || Processor::new(Arc::new(config), scorecard, Arc::new(Stats::default()))
+    })
+    .await
+    .unwrap()
+    .expect("connects to the mock cluster");
+    let app = router(Arc::new(Api::new(processor.shared.clone(), scorecard, processor.partitions())));
+    let call = |path: &str| {
+        let app = app.clone();
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+            (status, String::from_utf8(bytes.to_vec()).unwrap())
+        }
+    };
+
+    assert_eq!(call("/healthz").await.0, 200);
+    let (status, body) = call("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no partitions assigned"), "{body}");
+    let (status, body) = call("/customers/cus_9999").await;
+    assert_eq!(status, 404, "{body}");
+    let partition = healthscore::partition::kafka_partition(b"cus_9999", 6);
+    assert!(
+        body.contains(&format!("does not own customer `cus_9999`: it is on partition {partition}")),
+        "says so and names the partition: {body}"
+    );
+    let (status, body) = call("/metrics").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("healthscore_ready 0") && body.contains("healthscore_assigned_partitions 0"), "{body}");
+}
