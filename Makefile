@@ -4,7 +4,7 @@ CARGO ?= cargo
 # by the built-in generator (~1 s). Same seed, same bytes, on every machine.
 SAMPLE := target/sample/events.ndjson
 
-.PHONY: run replay test test-kafka build bench bench-kafka lint fmt clean
+.PHONY: run replay test test-kafka build bench bench-kafka lint check-deploy fmt clean
 
 ## The whole pipeline on an in-process mock Kafka cluster with a synthetic population (no Kafka
 ## needed): a live summary every second for DURATION seconds (Ctrl-C stops it sooner).
@@ -57,9 +57,14 @@ bench:
 	$(CARGO) bench --locked --bench engine
 	$(CARGO) bench --locked --bench state
 
-lint:
+lint: check-deploy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+
+## deploy/: promtool on the rules (and their unit tests) and on a real /metrics scrape of the
+## demo, every YAML file parsed, the dashboard's datasource variable, the k8s ConfigMap checked.
+check-deploy: build
+	scripts/check-deploy.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -14,11 +14,13 @@
 use std::mem::MaybeUninit;
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use crate::event::{parse, Event, EventKind, Millis, RejectReason, Rejection, Source, DAY_MS};
 use crate::hash::event_id;
 use crate::output::{round_to, Alert, ComponentOut, EmitReason, Output, ScoreChanged};
-use crate::rules::{Firing, RuleInput, Trigger};
-use crate::score::{ComponentScore, Scorecard};
+use crate::rules::{Firing, RuleId, RuleInput, Trigger};
+use crate::score::{Band, ComponentScore, Scorecard, Stage};
 use crate::state::{ChurnStats, Customer, SignalParams, Store, Timers, HISTORY_DAYS};
 use crate::window::{day_of, window_start};
 
@@ -85,6 +87,99 @@ pub struct EngineStats {
     /// How customers stood before they cancelled, counted on each cancellation (the live
     /// accuracy of the score: does red come before churn?).
     pub churn: ChurnStats,
+    /// Where the scored customers stand now.
+    pub census: Census,
+}
+
+/// How many scored customers stand in each (band, stage, segment): a gauge kept in step as
+/// customers are scored and evicted, so reading it (a metrics scrape) never walks the customers.
+/// Segments are the scorecard's, by index; the table grows to the highest one seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    cells: Vec<u64>,
+}
+
+impl Census {
+    fn cell(band: Band, stage: Stage, segment: u8) -> usize {
+        (segment as usize * Stage::ALL.len() + stage as usize) * Band::ALL.len() + band as usize
+    }
+
+    fn add(&mut self, band: Band, stage: Stage, segment: u8) {
+        let i = Census::cell(band, stage, segment);
+        if i >= self.cells.len() {
+            self.cells.resize(i + 1, 0);
+        }
+        self.cells[i] += 1;
+    }
+
+    fn remove(&mut self, band: Band, stage: Stage, segment: u8) {
+        if let Some(n) = self.cells.get_mut(Census::cell(band, stage, segment)) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Customers now in (band, stage, segment).
+    pub fn count(&self, band: Band, stage: Stage, segment: u8) -> u64 {
+        self.cells.get(Census::cell(band, stage, segment)).copied().unwrap_or(0)
+    }
+
+    /// Customers now in `band`, over every stage and segment.
+    pub fn band_total(&self, band: Band) -> u64 {
+        self.cells.iter().skip(band as usize).step_by(Band::ALL.len()).sum()
+    }
+
+    /// Adds `other`'s counts to these (the census of several partitions).
+    pub fn merge(&mut self, other: &Census) {
+        if other.cells.len() > self.cells.len() {
+            self.cells.resize(other.cells.len(), 0);
+        }
+        for (a, b) in self.cells.iter_mut().zip(&other.cells) {
+            *a += b;
+        }
+    }
+}
+
+/// One customer's standing as of its last evaluation: what `/customers?band=` lists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Standing {
+    pub customer_id: String,
+    pub score: f64,
+    pub band: Band,
+    pub stage: &'static str,
+    pub segment: Arc<str>,
+    #[serde(serialize_with = "crate::output::rfc3339")]
+    pub scored_at: Millis,
+}
+
+/// A customer's score explained as of its last evaluation: what `/customers/{id}` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub customer_id: String,
+    pub score: f64,
+    pub band: Band,
+    pub stage: &'static str,
+    pub segment: Arc<str>,
+    #[serde(serialize_with = "crate::output::rfc3339")]
+    pub scored_at: Millis,
+    #[serde(serialize_with = "crate::output::rfc3339")]
+    pub last_event: Millis,
+    /// Score change over 7 days, when the customer was scored a week before.
+    pub trend_7d: Option<f64>,
+    pub components: Vec<ComponentOut>,
+    pub top_drivers: Vec<Arc<str>>,
+    pub caps: Vec<Arc<str>>,
+    /// Rules that fired for this customer within their memory (the cooldown), latest first.
+    pub recent_alerts: Vec<RecentAlert>,
+    pub model_version: Arc<str>,
+}
+
+/// A rule that fired for a customer, and the day it last did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecentAlert {
+    pub rule: &'static str,
+    pub kind: &'static str,
+    /// `YYYY-MM-DD`.
+    pub last_fired: String,
 }
 
 /// The scoring engine for one partition of customers. `Clone` gives a consistent copy of the
@@ -216,6 +311,9 @@ impl Engine {
                     body = rest;
                     c.id_hash = crate::hash::hash64(&c.id);
                     c.segment = scorecard.segment_of(c.plan.as_deref());
+                    if c.score.segment as usize >= scorecard.segments.len() {
+                        c.score.segment = c.segment; // a scorecard with fewer segments than before
+                    }
                     slot.write(Some(c));
                     written += 1;
                 }
@@ -262,6 +360,7 @@ impl Engine {
                 engine.timers.schedule(c.next_due, c.id_hash, slot as u32);
             }
         }
+        engine.recount_census();
         Ok(engine)
     }
 
@@ -453,7 +552,11 @@ impl Engine {
             let now = due.max(c.score.last_eval);
             self.evaluate(slot, now, if last { Trigger::Final } else { Trigger::Timer }, out);
             if last {
-                self.store.remove(slot);
+                if let Some(gone) = self.store.remove(slot) {
+                    if let (Some(band), Some(stage)) = (gone.score.band, gone.score.stage) {
+                        self.stats.census.remove(band, stage, gone.score.segment);
+                    }
+                }
                 self.stats.evicted += 1;
             } else {
                 let c = self.store.get_mut(slot).expect("still there");
@@ -492,8 +595,7 @@ impl Engine {
                 })
                 .map(|t| t as f64 / 10.0)
         };
-        let week_ago =
-            history.fold(today.saturating_sub(7), today.saturating_sub(7), None, |_, v| (*v > 0).then(|| *v - 1));
+        let week_ago = c.score.score_on(today.saturating_sub(7));
         firings.clear();
         let input = RuleInput {
             signals: &signals,
@@ -519,19 +621,7 @@ impl Engine {
         };
 
         if let Some(reason) = reason {
-            let components = sc
-                .components(stage, c.segment)
-                .iter()
-                .zip(parts.iter())
-                .map(|(comp, part)| ComponentOut {
-                    name: comp.name.clone(),
-                    signal: comp.signal.name(),
-                    value: part.value.map(|v| round_to(v, 2)),
-                    points: part.points.map(|p| round_to(p, 1)),
-                    weight: round_to(part.weight, 4),
-                    contribution: round_to(part.contribution, 2),
-                })
-                .collect();
+            let components = component_outs(sc, stage, c.segment, parts);
             let ts = now.to_string();
             out.push(Output::ScoreChanged(ScoreChanged {
                 kind: (),
@@ -542,7 +632,7 @@ impl Engine {
                 previous_score: c.score.last_emitted_tenths.map(|t| t as f64 / 10.0),
                 band,
                 previous_band,
-                trend_7d: week_ago.map(|w| round_to(score - w as f64 / 10.0, 1)),
+                trend_7d: week_ago.map(|w| round_to(score - w, 1)),
                 stage: stage.as_str(),
                 segment: sc.segments[c.segment as usize].name.clone(),
                 components,
@@ -582,6 +672,12 @@ impl Engine {
             stats.alerts += 1;
         }
 
+        if let (Some(was), Some(stage)) = (c.score.band, c.score.stage) {
+            stats.census.remove(was, stage, c.score.segment);
+        }
+        stats.census.add(band, stage, c.segment);
+        c.score.stage = Some(stage);
+        c.score.segment = c.segment;
         c.score.band = Some(band);
         c.score.bands.set(today, band);
         if let Some(b) = c.score.history.at_mut(today) {
@@ -589,6 +685,117 @@ impl Engine {
         }
         c.score.last_eval = now;
     }
+}
+
+/// Queries for the HTTP API: read-only, and they never move time (the clock is the shell's).
+impl Engine {
+    /// Recounts the census from the customers' own record of where they were counted. The
+    /// census is kept incrementally; this is for state that arrives whole (a restored
+    /// snapshot), and for tests that check the incremental count against a fresh one.
+    pub fn recount_census(&mut self) {
+        let mut census = Census::default();
+        for c in self.store.iter() {
+            if let (Some(band), Some(stage)) = (c.score.band, c.score.stage) {
+                census.add(band, stage, c.score.segment);
+            }
+        }
+        self.stats.census = census;
+    }
+
+    /// `id`'s score explained as of its last evaluation, recomputed from its state (scoring is
+    /// a pure function of state and time, so this equals what that evaluation computed).
+    /// `None` when the customer is unknown here or not scored yet.
+    pub fn explain(&self, id: &str) -> Option<Explanation> {
+        let sc: &Scorecard = &self.scorecard;
+        let c = self.customer(id)?;
+        let (band, score) = (c.score.band?, c.score.current()?);
+        let now = c.score.last_eval;
+        let params = SignalParams { core_feature_keys: &sc.core_feature_keys, falling_usage_pct: sc.falling_usage_pct };
+        let signals = c.signals(now, &params);
+        let (mut parts, mut caps) = (Vec::new(), Vec::new());
+        let segment = c.score.segment;
+        let (stage, _) = sc.evaluate(&signals, segment, &mut parts, &mut caps);
+        let mut recent_alerts: Vec<(u32, RecentAlert)> = RuleId::ALL
+            .iter()
+            .zip(c.score.last_fired)
+            .filter(|(_, day)| *day > 0)
+            .map(|(rule, day)| {
+                let date = crate::event::format_rfc3339(day as Millis * DAY_MS)[..10].to_string();
+                (day, RecentAlert { rule: rule.as_str(), kind: rule.kind().as_str(), last_fired: date })
+            })
+            .collect();
+        recent_alerts.sort_by_key(|(day, _)| std::cmp::Reverse(*day));
+        Some(Explanation {
+            customer_id: c.id.to_string(),
+            score,
+            band,
+            stage: stage.as_str(),
+            segment: sc.segments[segment as usize].name.clone(),
+            scored_at: now,
+            last_event: c.last_event,
+            trend_7d: c.score.score_on(day_of(now).saturating_sub(7)).map(|w| round_to(score - w, 1)),
+            components: component_outs(sc, stage, segment, &parts),
+            top_drivers: top_drivers(sc, stage, segment, &parts),
+            caps: caps.iter().map(|&i| sc.caps[i].name.clone()).collect(),
+            recent_alerts: recent_alerts.into_iter().map(|(_, a)| a).collect(),
+            model_version: sc.version.clone(),
+        })
+    }
+
+    /// Up to `limit` scored customers (of `band`, or any), worst score first (ties by id).
+    /// One pass with a bounded heap: O(customers × log limit), no copy of the population.
+    pub fn worst(&self, band: Option<Band>, limit: usize) -> Vec<Standing> {
+        use std::collections::BinaryHeap;
+        if limit == 0 {
+            return Vec::new();
+        }
+        // Max-heap on (score tenths, id): the root is the best of the worst so far.
+        let mut heap: BinaryHeap<(u16, &str)> = BinaryHeap::with_capacity(limit + 1);
+        for c in self.store.iter() {
+            let (Some(b), Some(score)) = (c.score.band, c.score.current()) else { continue };
+            if band.is_some_and(|want| want != b) {
+                continue;
+            }
+            let key = ((score * 10.0).round() as u16, c.id.as_str());
+            if heap.len() < limit {
+                heap.push(key);
+            } else if heap.peek().is_some_and(|top| key < *top) {
+                heap.pop();
+                heap.push(key);
+            }
+        }
+        let sc: &Scorecard = &self.scorecard;
+        heap.into_sorted_vec()
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let c = self.customer(id)?;
+                Some(Standing {
+                    customer_id: c.id.to_string(),
+                    score: c.score.current()?,
+                    band: c.score.band?,
+                    stage: c.score.stage?.as_str(),
+                    segment: sc.segments[c.score.segment as usize].name.clone(),
+                    scored_at: c.score.last_eval,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A score's components as output events and the API show them (rounded, so bytes are stable).
+fn component_outs(sc: &Scorecard, stage: Stage, segment: u8, parts: &[ComponentScore]) -> Vec<ComponentOut> {
+    sc.components(stage, segment)
+        .iter()
+        .zip(parts.iter())
+        .map(|(comp, part)| ComponentOut {
+            name: comp.name.clone(),
+            signal: comp.signal.name(),
+            value: part.value.map(|v| round_to(v, 2)),
+            points: part.points.map(|p| round_to(p, 1)),
+            weight: round_to(part.weight, 4),
+            contribution: round_to(part.contribution, 2),
+        })
+        .collect()
 }
 
 /// At most this many customers whose timers a batch will fire are prefetched: past that (a jump

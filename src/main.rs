@@ -16,6 +16,7 @@ use healthscore::backtest::{self, ObserveConfig, Observed, Outcomes, Split};
 use healthscore::engine::{Engine, EngineConfig};
 use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::pipeline::demo::{run_demo, DemoOptions};
+use healthscore::pipeline::http::{self, Api};
 use healthscore::pipeline::{Config, Processor, Stats};
 use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
 use healthscore::score::{Band, Scorecard};
@@ -103,6 +104,10 @@ enum Command {
         /// Scorecard TOML (default: the built-in scorecard).
         #[arg(long)]
         scorecard: Option<PathBuf>,
+        /// Serve the HTTP endpoints (/metrics, /healthz, /readyz, /customers, /scorecard) here,
+        /// e.g. 127.0.0.1:9898.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Write a synthetic population's event history as NDJSON (healthy, declining, silently
     /// churning, expanding, onboarding and payment-trouble customers, with a little bad input).
@@ -209,12 +214,24 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
     runtime.block_on(async move {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
+        // Bound first, so a taken port stops the start before the group is joined.
+        let addr = config.http.listen_addr();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on http.listen {addr}"))?;
         let processor = tokio::task::spawn_blocking({
             let (config, scorecard, stats) = (config.clone(), scorecard.clone(), stats.clone());
             move || Processor::new(config, scorecard, stats)
         })
         .await
         .context("processor start panicked")??;
+        // The HTTP endpoints share this runtime; they stop with the service.
+        tracing::info!(%addr, "HTTP endpoints: /metrics /healthz /readyz /customers /scorecard");
+        let api = Arc::new(Api::new(processor.shared.clone(), scorecard.clone(), processor.partitions()));
+        let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = tokio::spawn(http::serve(listener, http::router(api), async {
+            let _ = http_stopped.await;
+        }));
         let worker = std::thread::Builder::new().name("processor".into()).spawn({
             let stop = stop.clone();
             move || processor.run(&stop)
@@ -233,6 +250,12 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         }
         stop.store(true, Ordering::Relaxed);
         let result = watcher.join().map_err(|_| anyhow::anyhow!("processor thread panicked"))?;
+        let _ = http_stop.send(());
+        match http.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
         match result {
             Ok(Ok(())) => {
                 tracing::info!("stopped");
@@ -399,7 +422,7 @@ fn run(cli: Cli) -> Result<()> {
             load_scorecard(config.scorecard.as_ref())?;
             print_out(&format!("# configuration is valid; effective settings:\n{}", config.to_toml()))
         }
-        Command::Demo { customers, days, seed, partitions, rate, duration, scorecard } => {
+        Command::Demo { customers, days, seed, partitions, rate, duration, scorecard, http } => {
             let scorecard = Arc::new(load_scorecard(scorecard.as_ref())?);
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
@@ -412,6 +435,7 @@ fn run(cli: Cli) -> Result<()> {
                 rate,
                 duration: duration.map(Duration::from_secs),
                 every: Duration::from_secs(1),
+                http,
             };
             let s = run_demo(&options, scorecard, stop, |line| println!("{line}"))?;
             println!(

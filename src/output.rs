@@ -136,7 +136,7 @@ fn type_alert<S: Serializer>(_: &(), s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str("alert")
 }
 
-fn rfc3339<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: Serializer>(ms: &Millis, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_rfc3339(*ms))
 }
 

@@ -17,6 +17,7 @@ fn the_demo_scores_a_generated_population_end_to_end_on_the_mock_cluster() {
         rate: 200_000.0,
         duration: Some(Duration::from_secs(8)),
         every: Duration::from_secs(1),
+        http: None,
     };
     let mut lines = Vec::new();
     let summary = run_demo(&options, Arc::new(Scorecard::default_scorecard()), Arc::new(AtomicBool::new(false)), |l| {

@@ -227,3 +227,83 @@ fn a_feature_used_counts_its_quantity() {
     let c = h.engine.customer("c").unwrap();
     assert_eq!(c.usage.iter().map(|(_, b)| b.events).sum::<u32>(), 252, "250 + at least 1 + 1");
 }
+
+/// The query API's view (issue 5): a customer explained as of its last evaluation says what
+/// that evaluation emitted, and the census counts each scored customer once, where it stands.
+#[test]
+fn a_customer_explained_matches_its_last_score_and_the_census_follows_bands() {
+    use healthscore::score::{Band, Stage};
+    let mut h = Harness::new();
+    h.subscribe("acme", at(0.0), "pro", 10);
+    h.subscribe("quiet", at(0.0), "pro", 10);
+    h.use_product("quiet", 0, 30, 8, &CORE);
+    h.use_product("acme", 0, 100, 8, &CORE);
+    h.advance(at(100.5));
+    // Re-score acme at the same instant as its last output, so the two can be compared.
+    let last = h.last_score("acme");
+    let e = h.engine.explain("acme").expect("scored");
+    let shown = serde_json::to_value(&e).unwrap();
+    let last_time = last["timestamp"].as_str().unwrap();
+    if shown["scored_at"] == last_time {
+        assert_eq!(shown["score"], last["score"], "{shown:#}\n{last:#}");
+        assert_eq!(shown["components"], last["components"]);
+        assert_eq!(shown["stage"], last["stage"]);
+    }
+    assert_eq!(shown["band"], "green", "{shown:#}");
+    let sum: f64 = e.components.iter().map(|c| c.contribution).sum();
+    assert!((sum - e.score).abs() < 0.2, "contributions add up to the score: {sum} vs {}", e.score);
+    assert!(h.engine.explain("nobody").is_none());
+
+    let quiet = h.engine.explain("quiet").expect("scored");
+    assert_eq!(quiet.band, Band::Red, "{quiet:?}");
+    assert!(quiet.recent_alerts.iter().any(|a| a.rule == "gone_quiet"), "{:?}", quiet.recent_alerts);
+
+    let census = &h.engine.stats().census;
+    assert_eq!(census.band_total(Band::Green), 1);
+    assert_eq!(census.band_total(Band::Red), 1);
+    assert_eq!(census.band_total(Band::Yellow), 0);
+    let pro = h.engine.scorecard().segment_of(Some("pro"));
+    let total: u64 = Band::ALL.iter().flat_map(|b| Stage::ALL.map(|s| census.count(*b, s, pro))).sum();
+    assert_eq!(total, 2, "each scored customer counted exactly once");
+
+    let kept = census.clone();
+    h.engine.recount_census();
+    for band in Band::ALL {
+        for stage in Stage::ALL {
+            assert_eq!(
+                kept.count(band, stage, pro),
+                h.engine.stats().census.count(band, stage, pro),
+                "{band:?} {stage:?}"
+            );
+        }
+    }
+
+    // Silent past retention (120 days): scored a last time and evicted, and the census lets
+    // it go; acme (silent since day 100) is still counted, in whatever band it has sunk to.
+    h.advance(at(200.0));
+    assert!(h.engine.explain("quiet").is_none());
+    assert_eq!(Band::ALL.iter().map(|b| h.engine.stats().census.band_total(*b)).sum::<u64>(), 1);
+}
+
+#[test]
+fn the_worst_customers_come_first_and_filter_by_band() {
+    use healthscore::score::Band;
+    let mut h = Harness::new();
+    let days = [10u32, 20, 60, 100];
+    for i in 0..days.len() {
+        h.subscribe(&format!("c{i}"), at(0.0), "pro", 10);
+    }
+    // Shortest history first: each customer's events stay within 90 days of stream time.
+    for (i, d) in days.iter().enumerate() {
+        h.use_product(&format!("c{i}"), 0, *d, 8, &CORE);
+    }
+    h.advance(at(101.0));
+    let all = h.engine.worst(None, 10);
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].score <= w[1].score), "{all:?}");
+    let two = h.engine.worst(None, 2);
+    assert_eq!(two, all[..2].to_vec(), "a limit keeps the worst");
+    let red = h.engine.worst(Some(Band::Red), 10);
+    assert!(!red.is_empty() && red.iter().all(|s| s.band == Band::Red), "{red:?}");
+    assert!(h.engine.worst(None, 0).is_empty());
+}

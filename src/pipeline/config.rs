@@ -23,6 +23,29 @@ pub struct Config {
     pub engine: EngineConfig,
     pub pipeline: PipelineConfig,
     pub snapshot: SnapshotConfig,
+    pub http: HttpConfig,
+}
+
+/// The HTTP endpoints: metrics, health, readiness and the query API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// Address and port to listen on (`IP:port`). All interfaces by default, so Prometheus and
+    /// Kubernetes probes reach it from outside the pod; the API is read-only.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "0.0.0.0:9898".into() }
+    }
+}
+
+impl HttpConfig {
+    /// The checked listen address (validation guarantees it parses).
+    pub fn listen_addr(&self) -> std::net::SocketAddr {
+        self.listen.parse().expect("http.listen is validated at load")
+    }
 }
 
 /// Where to read and write, and how.
@@ -295,6 +318,12 @@ impl Config {
                 }
             }
         }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            issues.push(ConfigIssue::new(
+                "http.listen",
+                format!("`{}` is not an IP:port address (e.g. 0.0.0.0:9898 or 127.0.0.1:9898)", self.http.listen),
+            ));
+        }
         for (key, reason) in self.engine.validate() {
             issues.push(ConfigIssue::new(format!("engine.{key}"), reason));
         }
@@ -401,7 +430,7 @@ mod tests {
     #[test]
     fn every_problem_is_listed_with_its_key() {
         let e = load(
-            "colour = 1\n[kafka]\nbrokerz = \"x\"\ncommit_interval_ms = 0\n[kafka.topics]\noutput = \"billing\"\ndead_letter = \"bad topic\"\n[kafka.producer]\n\"transactional.id\" = \"x\"\n[engine]\nretention_days = 10\n",
+            "colour = 1\n[kafka]\nbrokerz = \"x\"\ncommit_interval_ms = 0\n[kafka.topics]\noutput = \"billing\"\ndead_letter = \"bad topic\"\n[kafka.producer]\n\"transactional.id\" = \"x\"\n[engine]\nretention_days = 10\n[http]\nlisten = \"localhost\"\n",
             &[],
         )
         .unwrap_err();
@@ -414,6 +443,7 @@ mod tests {
             "kafka.topics.dead_letter",
             "kafka.producer.\"transactional.id\"",
             "engine.retention_days",
+            "http.listen",
         ] {
             assert!(keys.contains(&want), "missing {want} in {keys:?}\n{e}");
         }

@@ -6,6 +6,7 @@
 //! topics, and the real processor scores it, at-least-once (the mock has no transactions),
 //! printing a summary every second.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use anyhow::{anyhow, Context};
 use rdkafka::mocking::MockCluster;
 
 use super::config::{Config, GroupProtocol, Guarantee, SnapshotStoreKind};
+use super::http::{Api, BackgroundServer};
 use super::processor::{Processor, Shared, Stats};
 use super::send::{input_producer, send_events};
 use crate::generate::{GenConfig, Generator};
@@ -32,6 +34,8 @@ pub struct DemoOptions {
     pub duration: Option<Duration>,
     /// Print the summary every this often.
     pub every: Duration,
+    /// Serve the HTTP endpoints (metrics, health, query API) here; port 0 picks a free one.
+    pub http: Option<SocketAddr>,
 }
 
 /// Counts the demo's summary shows.
@@ -72,8 +76,21 @@ pub fn run_demo(
     let config = Arc::new(config);
 
     let stats = Arc::new(Stats::default());
-    let processor = Processor::new(config.clone(), scorecard, stats.clone())?;
+    let processor = Processor::new(config.clone(), scorecard.clone(), stats.clone())?;
     let shared = processor.shared.clone();
+    // Dropped when the demo returns, which stops it.
+    let _server = match options.http {
+        Some(addr) => {
+            let api = Arc::new(Api::new(shared.clone(), scorecard, options.partitions));
+            let server = BackgroundServer::start(addr, api)?;
+            print(&format!(
+                "HTTP on http://{} (/metrics /healthz /readyz /customers?band=red /customers/{{id}} /scorecard)",
+                server.addr
+            ));
+            Some(server)
+        }
+        None => None,
+    };
     let worker_stop = stop.clone();
     let worker = std::thread::Builder::new()
         .name("processor".into())

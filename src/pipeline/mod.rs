@@ -6,10 +6,14 @@
 //! - [`processor`]: the consume → process → produce → commit loop, rebalances and recovery.
 //! - [`send`]: producing event histories to the input topics (`generate --brokers`, the demo).
 //! - [`demo`]: the whole pipeline on librdkafka's in-process mock cluster.
+//! - [`metrics`]: the Prometheus metrics, read from the processor's counters at scrape time.
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API, on axum.
 
 pub mod config;
 pub mod demo;
+pub mod http;
 pub mod kafka;
+pub mod metrics;
 pub mod processor;
 pub mod send;
 pub mod task;

@@ -30,6 +30,7 @@ use tracing::{error, info, warn};
 
 use super::config::{Config, Guarantee, SnapshotStoreKind};
 use super::kafka::{self, cached_high_watermarks};
+use super::metrics::{Lag, Telemetry};
 use super::task::{PartitionTask, Processed};
 use crate::engine::Engine;
 use crate::output::Output;
@@ -55,20 +56,11 @@ pub struct Stats {
     pub commit_micros: AtomicU64,
     /// Merge steps that went on without an input that had unread data (waited too long).
     pub forced_merges: AtomicU64,
-    /// Snapshots written and failed, the bytes of the latest, and the time processing paused
-    /// to encode them (microseconds, total and longest).
-    pub snapshots: AtomicU64,
-    pub snapshot_failures: AtomicU64,
-    pub snapshot_bytes: AtomicU64,
-    pub snapshot_write_micros: AtomicU64,
-    pub snapshot_pause_micros: AtomicU64,
-    pub snapshot_pause_max_micros: AtomicU64,
-    /// Partitions restored from a snapshot, and the time loading them took (microseconds).
-    pub snapshot_restores: AtomicU64,
-    pub snapshot_restore_micros: AtomicU64,
     pub assigned_partitions: AtomicI64,
     /// Every assigned partition restored and consuming.
     pub ready: AtomicBool,
+    /// Counts by label, histograms and snapshot handles, for `/metrics` (see `metrics`).
+    pub telemetry: Telemetry,
 }
 
 /// The processor's state shared with the consumer's callbacks and with readers.
@@ -182,6 +174,7 @@ impl Shared {
         let n = state.tasks.len() as i64;
         self.stats.assigned_partitions.store(n, Relaxed);
         self.stats.ready.store(n > 0 && state.tasks.values().all(|t| !t.restoring()), Relaxed);
+        self.stats.telemetry.track_restores(state.tasks.iter().map(|(p, t)| (*p, t.restoring())), Instant::now());
     }
 
     fn new_engine(&self, scorecard: &Arc<Scorecard>) -> Engine {
@@ -458,9 +451,7 @@ impl State {
         };
         match snapshot::restore(store.as_ref(), &cx) {
             Ok(Some(r)) => {
-                let stats = &shared.stats;
-                stats.snapshot_restores.fetch_add(1, Relaxed);
-                stats.snapshot_restore_micros.fetch_add(r.took.as_micros() as u64, Relaxed);
+                shared.stats.telemetry.snapshot_restores.inc();
                 info!(
                     partition = p,
                     snapshot = %r.name,
@@ -500,9 +491,7 @@ impl State {
         let started = Instant::now();
         let topics = shared.config.kafka.topics.inputs();
         let pending = Pending::take(&task.engine, p, topics, offsets, task.last_times());
-        let paused = started.elapsed().as_micros() as u64;
-        shared.stats.snapshot_pause_micros.fetch_add(paused, Relaxed);
-        shared.stats.snapshot_pause_max_micros.fetch_max(paused, Relaxed);
+        shared.stats.telemetry.snapshot_pause_seconds.observe(started.elapsed().as_secs_f64());
         if wait {
             snapshotter.submit(pending);
         } else if !snapshotter.offer(pending) {
@@ -656,6 +645,7 @@ impl Processor {
         let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(4096);
         let mut busy = false;
         let mut last_report = Instant::now();
+        let mut last_lag = Instant::now();
         let result = loop {
             if stop.load(Relaxed) {
                 let mut state = shared.lock();
@@ -692,6 +682,13 @@ impl Processor {
             if let Err(e) = step {
                 break Err(e);
             }
+            if busy {
+                shared.stats.telemetry.batch_seconds.observe(now.elapsed().as_secs_f64());
+            }
+            if now.duration_since(last_lag) >= Duration::from_secs(1) {
+                last_lag = now;
+                *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = state.lags(&shared, &consumer);
+            }
             if now.duration_since(last_commit) >= commit_every {
                 if let Err(e) = state.commit(&shared, &consumer, false) {
                     break Err(e);
@@ -726,6 +723,23 @@ impl Processor {
 }
 
 impl State {
+    /// How far each owned input partition is behind its high watermark, from librdkafka's
+    /// cached watermarks (no request) and the next offset to process. A partition restoring
+    /// from the beginning counts what it still has to re-read.
+    fn lags(&self, shared: &Shared, consumer: &BaseConsumer<Ctx>) -> Vec<Lag> {
+        let topics = shared.config.kafka.topics.inputs();
+        let mut lags = Vec::with_capacity(self.tasks.len() * 3);
+        for (&partition, task) in &self.tasks {
+            for (source, input) in task.inputs.iter().enumerate() {
+                if let Some((low, high)) = cached_high_watermarks(consumer, topics[source], partition) {
+                    let next = input.position.unwrap_or(low).max(low);
+                    lags.push(Lag { source, partition, records: (high - next).max(0) });
+                }
+            }
+        }
+        lags
+    }
+
     fn enqueue(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, batch: &[BorrowedMessage<'_>], now: Instant) {
         let max = shared.config.pipeline.max_buffered_per_partition;
         let hold_ends = shared.config.pipeline.max_task_idle_ms > 0;
@@ -879,6 +893,7 @@ impl State {
         stats.duplicates.fetch_add(done.duplicates, Relaxed);
         stats.dead_letters.fetch_add(done.dead_letters.len() as u64, Relaxed);
         stats.restored.fetch_add(done.restored as u64, Relaxed);
+        stats.telemetry.record(done, super::metrics::wall_clock_millis());
         if !done.outputs.is_empty() || !done.dead_letters.is_empty() {
             self.dirty = true;
         }
@@ -934,17 +949,15 @@ fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
 }
 
 fn tally_snapshots(shared: &Shared, written: Vec<snapshot::Written>) {
-    let stats = &shared.stats;
+    let t = &shared.stats.telemetry;
     for w in written {
-        stats.snapshot_write_micros.fetch_add(w.took.as_micros() as u64, Relaxed);
         match w.result {
             Ok(bytes) => {
-                stats.snapshots.fetch_add(1, Relaxed);
-                stats.snapshot_bytes.store(bytes as u64, Relaxed);
+                t.snapshots.inc();
+                t.snapshot_bytes.set(bytes as i64);
+                t.snapshot_duration_seconds.observe(w.took.as_secs_f64());
             }
-            Err(_) => {
-                stats.snapshot_failures.fetch_add(1, Relaxed);
-            }
+            Err(_) => t.snapshot_failures.inc(),
         }
     }
 }

@@ -75,6 +75,9 @@ pub struct Processed {
     /// Fresh records by outcome: applied, duplicate.
     pub applied: u64,
     pub duplicates: u64,
+    /// The same by input source (usage, support, billing), for the metrics.
+    pub applied_by_source: [u64; 3],
+    pub duplicates_by_source: [u64; 3],
 }
 
 /// A fresh record the engine rejected, with where it came from.
@@ -215,8 +218,14 @@ impl PartitionTask {
             done.outputs.append(&mut outputs);
             for ((source, record), result) in batch.drain(..).zip(results.drain(..)) {
                 match result {
-                    Ok(Outcome::Applied) => done.applied += 1,
-                    Ok(Outcome::Duplicate) => done.duplicates += 1,
+                    Ok(Outcome::Applied) => {
+                        done.applied += 1;
+                        done.applied_by_source[source] += 1;
+                    }
+                    Ok(Outcome::Duplicate) => {
+                        done.duplicates += 1;
+                        done.duplicates_by_source[source] += 1;
+                    }
                     Err(rejection) => {
                         done.dead_letters.push(DeadLetter { source, partition: self.partition, record, rejection })
                     }

@@ -19,7 +19,7 @@ use crate::rules::RuleSet;
 use crate::signal::{Signal, Signals};
 
 /// Where a customer is in its lifecycle; stages may override weights and bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Stage {
     /// Tenure below `stages.onboarding_days`: judged on adoption, not on habits it has not formed.
     Onboarding,

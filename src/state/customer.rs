@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, EventKind, Invoice, Millis, Priority, DAY_MS};
 use crate::hash::{hash64, key32};
 use crate::rules::RULE_COUNT;
-use crate::score::Band;
+use crate::score::{Band, Stage};
 use crate::signal::{Signal, Signals};
 use crate::window::{day_of, window_start, DailyRing, Day, DayLog, RecencySet};
 
@@ -68,6 +68,10 @@ pub struct ScoreState {
     /// The band of each of the last 96 days, so a cancellation can say how the customer stood
     /// 30 and 90 days before (24 bytes; the daily scores above cover only 32 days).
     pub bands: BandHistory,
+    /// The stage and segment of the last evaluation: where the engine's census counts this
+    /// customer, so it can move the count when either changes, or the customer leaves.
+    pub stage: Option<Stage>,
+    pub segment: u8,
 }
 
 impl Default for ScoreState {
@@ -79,7 +83,22 @@ impl Default for ScoreState {
             last_fired: [0; RULE_COUNT],
             last_eval: Millis::MIN,
             bands: BandHistory::default(),
+            stage: None,
+            segment: 0,
         }
+    }
+}
+
+impl ScoreState {
+    /// The score of `day` (its last evaluation that day), if the customer was scored then and
+    /// the day is still within the kept history.
+    pub fn score_on(&self, day: Day) -> Option<f64> {
+        self.history.fold(day, day, None, |_, v| (*v > 0).then(|| (*v - 1) as f64 / 10.0))
+    }
+
+    /// The score of the latest evaluation; `None` before the first.
+    pub fn current(&self) -> Option<f64> {
+        (self.last_eval != Millis::MIN).then(|| self.score_on(day_of(self.last_eval))).flatten()
     }
 }
 

@@ -230,6 +230,8 @@ impl Service {
         cmd.arg("run")
             .env("RUST_LOG", "info,rdkafka=warn")
             .env("HEALTHSCORE__KAFKA__BROKERS", brokers())
+            // Several services run at once: each takes a free port instead of the default 9898.
+            .env("HEALTHSCORE__HTTP__LISTEN", "127.0.0.1:0")
             .env("HEALTHSCORE__KAFKA__GROUP_ID", group)
             .env("HEALTHSCORE__KAFKA__PROCESSING_GUARANTEE", guarantee)
             .env("HEALTHSCORE__KAFKA__TRANSACTIONAL_ID", txn)
