@@ -108,8 +108,10 @@ impl PartitionTask {
     pub fn resume(partition: i32, engine: Engine, offsets: [Option<i64>; 3], last_times: [Millis; 3]) -> Self {
         let mut task = PartitionTask::new(partition, engine);
         for ((input, offset), time) in task.inputs.iter_mut().zip(offsets).zip(last_times) {
+            // `fetched` stays unknown until a message arrives: the consumer's cached high
+            // watermark may still be from before a broker restart, and an input that looked
+            // "at its end" by it would let the merge run ahead of records on their way.
             input.position = offset;
-            input.fetched = offset;
             input.last_time = time;
             input.position_time = time;
         }
