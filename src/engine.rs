@@ -154,13 +154,8 @@ pub struct Standing {
 /// A customer's score explained as of its last evaluation: what `/customers/{id}` shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
-    pub customer_id: String,
-    pub score: f64,
-    pub band: Band,
-    pub stage: &'static str,
-    pub segment: Arc<str>,
-    #[serde(serialize_with = "crate::output::rfc3339")]
-    pub scored_at: Millis,
+    #[serde(flatten)]
+    pub standing: Standing,
     #[serde(serialize_with = "crate::output::rfc3339")]
     pub last_event: Millis,
     /// Score change over 7 days, when the customer was scored a week before.
@@ -726,12 +721,14 @@ impl Engine {
             .collect();
         recent_alerts.sort_by_key(|(day, _)| std::cmp::Reverse(*day));
         Some(Explanation {
-            customer_id: c.id.to_string(),
-            score,
-            band,
-            stage: stage.as_str(),
-            segment: sc.segments[segment as usize].name.clone(),
-            scored_at: now,
+            standing: Standing {
+                customer_id: c.id.to_string(),
+                score,
+                band,
+                stage: stage.as_str(),
+                segment: sc.segments[segment as usize].name.clone(),
+                scored_at: now,
+            },
             last_event: c.last_event,
             trend_7d: c.score.score_on(day_of(now).saturating_sub(7)).map(|w| round_to(score - w, 1)),
             components: component_outs(sc, stage, segment, &parts),

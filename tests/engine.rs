@@ -251,11 +251,11 @@ fn a_customer_explained_matches_its_last_score_and_the_census_follows_bands() {
     }
     assert_eq!(shown["band"], "green", "{shown:#}");
     let sum: f64 = e.components.iter().map(|c| c.contribution).sum();
-    assert!((sum - e.score).abs() < 0.2, "contributions add up to the score: {sum} vs {}", e.score);
+    assert!((sum - e.standing.score).abs() < 0.2, "contributions add up to the score: {sum} vs {}", e.standing.score);
     assert!(h.engine.explain("nobody").is_none());
 
     let quiet = h.engine.explain("quiet").expect("scored");
-    assert_eq!(quiet.band, Band::Red, "{quiet:?}");
+    assert_eq!(quiet.standing.band, Band::Red, "{quiet:?}");
     assert!(quiet.recent_alerts.iter().any(|a| a.rule == "gone_quiet"), "{:?}", quiet.recent_alerts);
 
     let census = &h.engine.stats().census;
