@@ -779,29 +779,34 @@ impl State {
         let mut done = Processed::default();
         self.retry_seeks(consumer);
         for (p, task) in self.tasks.iter_mut() {
-            let mut force = false;
             if task.waiting() {
                 let waited = now.duration_since(*self.waiting_since.entry(*p).or_insert(now));
                 if waited >= max_idle {
                     // An empty input at the broker's end does not hold the merge up (any more).
+                    // Its end is where fetching continues: after the last message buffered, or
+                    // where the task resumed (a snapshot's offset) when none arrived since.
                     for (s, input) in task.inputs.iter_mut().enumerate() {
                         if input.is_empty() && !input.at_end {
                             if let Some((low, high)) = cached_high_watermarks(consumer, topics[s], *p) {
-                                input.at_end = input.fetched.unwrap_or(low) >= high;
+                                input.at_end = input.fetched.or(input.position).unwrap_or(low) >= high;
                             }
                         }
                     }
                 }
-                // Never wait forever on an input the broker cannot serve.
-                force = waited >= max_idle.max(LAG_WAIT_LIMIT);
-                if force {
+                // Never wait forever on an input the broker cannot serve: past the limit, the
+                // inputs still empty count as at their end (their next message clears that) and
+                // the merge goes on. Only those: an input that empties later is waited for again,
+                // so a merge that gave up once does not run ahead of every input from then on.
+                if waited >= max_idle.max(LAG_WAIT_LIMIT) {
+                    task.inputs.iter_mut().filter(|i| i.is_empty()).for_each(|i| i.at_end = true);
+                    self.waiting_since.remove(p);
                     shared.stats.forced_merges.fetch_add(1, Relaxed);
                 }
             } else {
                 self.waiting_since.remove(p);
             }
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
-            task.process(16_384, force, &mut done);
+            task.process(16_384, false, &mut done);
             if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 {
                 let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
                 if idle_for >= Duration::from_secs(config.pipeline.idle_advance_secs) {
