@@ -806,7 +806,7 @@ impl State {
                 self.waiting_since.remove(p);
             }
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
-            task.process(16_384, false, &mut done);
+            task.process(16_384, &mut done);
             if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 {
                 let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
                 if idle_for >= Duration::from_secs(config.pipeline.idle_advance_secs) {

@@ -179,7 +179,7 @@ impl PartitionTask {
 
     /// Applies up to `max` records in merge order. Records being restored and fresh records
     /// are never mixed in one engine batch, so each output is known to be one or the other.
-    pub fn process(&mut self, max: usize, force: bool, done: &mut Processed) {
+    pub fn process(&mut self, max: usize, done: &mut Processed) {
         const BATCH: usize = 64;
         let mut batch: Vec<(usize, Record)> = Vec::with_capacity(BATCH);
         let mut results = Vec::with_capacity(BATCH);
@@ -189,7 +189,7 @@ impl PartitionTask {
             batch.clear();
             let mut restoring = None;
             while batch.len() < BATCH && taken < max {
-                let Some(source) = self.next_source(force) else { break };
+                let Some(source) = self.next_source(false) else { break };
                 let input = &mut self.inputs[source];
                 let offset = input.queue.front().expect("next_source saw it").offset;
                 let r = input.restoring(offset);
@@ -314,7 +314,7 @@ mod tests {
             t.inputs[0].restore_until = restore;
             t.inputs.iter_mut().for_each(|i| i.at_end = true);
             let mut done = Processed::default();
-            t.process(usize::MAX, false, &mut done);
+            t.process(usize::MAX, &mut done);
             (done, t)
         };
         let (all, _) = run(None);
