@@ -894,8 +894,8 @@ impl State {
             }
             produce(&shared.producer, r)?;
         }
-        stats.applied.fetch_add(done.applied, Relaxed);
-        stats.duplicates.fetch_add(done.duplicates, Relaxed);
+        stats.applied.fetch_add(done.applied(), Relaxed);
+        stats.duplicates.fetch_add(done.duplicates(), Relaxed);
         stats.dead_letters.fetch_add(done.dead_letters.len() as u64, Relaxed);
         stats.restored.fetch_add(done.restored as u64, Relaxed);
         stats.telemetry.record(done, super::metrics::wall_clock_millis());

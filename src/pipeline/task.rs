@@ -72,12 +72,21 @@ pub struct Processed {
     pub outputs: Vec<Output>,
     /// Rejected fresh records.
     pub dead_letters: Vec<DeadLetter>,
-    /// Fresh records by outcome: applied, duplicate.
-    pub applied: u64,
-    pub duplicates: u64,
-    /// The same by input source (usage, support, billing), for the metrics.
+    /// Fresh records by outcome (applied, duplicate) and input source (usage, support, billing).
     pub applied_by_source: [u64; 3],
     pub duplicates_by_source: [u64; 3],
+}
+
+impl Processed {
+    /// Fresh records applied, over the three sources.
+    pub fn applied(&self) -> u64 {
+        self.applied_by_source.iter().sum()
+    }
+
+    /// Fresh records that were duplicates, over the three sources.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates_by_source.iter().sum()
+    }
 }
 
 /// A fresh record the engine rejected, with where it came from.
@@ -220,14 +229,8 @@ impl PartitionTask {
             done.outputs.append(&mut outputs);
             for ((source, record), result) in batch.drain(..).zip(results.drain(..)) {
                 match result {
-                    Ok(Outcome::Applied) => {
-                        done.applied += 1;
-                        done.applied_by_source[source] += 1;
-                    }
-                    Ok(Outcome::Duplicate) => {
-                        done.duplicates += 1;
-                        done.duplicates_by_source[source] += 1;
-                    }
+                    Ok(Outcome::Applied) => done.applied_by_source[source] += 1,
+                    Ok(Outcome::Duplicate) => done.duplicates_by_source[source] += 1,
                     Err(rejection) => {
                         done.dead_letters.push(DeadLetter { source, partition: self.partition, record, rejection })
                     }
