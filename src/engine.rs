@@ -254,13 +254,12 @@ impl Engine {
         let clock = (self.max_event_time, self.stream_time);
         crate::parallel::map(&parts, |i, part| {
             let mut out = Vec::with_capacity(part.len() * 640);
-            let write = |value: &dyn erased::Encode, out: &mut Vec<u8>| value.encode(out);
             if i == 0 {
-                write(&clock, &mut out);
+                append_postcard(&clock, &mut out);
             }
-            write(&(part.iter().flatten().count() as u64), &mut out);
+            append_postcard(&(part.iter().flatten().count() as u64), &mut out);
             for c in part.iter().flatten() {
-                write(c, &mut out);
+                append_postcard(c, &mut out);
             }
             out
         })
@@ -826,40 +825,32 @@ type UninitSlot = MaybeUninit<Option<Customer>>;
 /// few per core of a typical host. Fixed, so a snapshot reads the same on any machine.
 pub const STATE_SECTIONS: usize = 4;
 
-/// Postcard straight into a `Vec` (its own `to_extend` goes through `Extend` a byte at a time,
-/// which made encoding a snapshot slower than cloning the engine).
-mod erased {
-    use postcard::ser_flavors::Flavor;
+/// Appends `value` in postcard to `out`, straight into the `Vec` (postcard's own `to_extend`
+/// goes through `Extend` a byte at a time, which made encoding a snapshot slower than cloning
+/// the engine).
+fn append_postcard<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
+    postcard::serialize_with_flavor(value, Append(out)).expect("writing to a Vec cannot fail");
+}
 
-    pub trait Encode {
-        fn encode(&self, out: &mut Vec<u8>);
+/// postcard's output target for [`append_postcard`].
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Append<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
     }
 
-    impl<T: serde::Serialize> Encode for T {
-        fn encode(&self, out: &mut Vec<u8>) {
-            postcard::serialize_with_flavor(self, Append(out)).expect("writing to a Vec cannot fail");
-        }
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
     }
 
-    struct Append<'a>(&'a mut Vec<u8>);
-
-    impl Flavor for Append<'_> {
-        type Output = ();
-
-        #[inline(always)]
-        fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-            self.0.push(data);
-            Ok(())
-        }
-
-        #[inline(always)]
-        fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-            self.0.extend_from_slice(data);
-            Ok(())
-        }
-
-        fn finalize(self) -> postcard::Result<()> {
-            Ok(())
-        }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }

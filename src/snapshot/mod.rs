@@ -129,32 +129,40 @@ pub fn usable(bytes: &[u8], cx: &RestoreContext<'_>) -> anyhow::Result<(Snapshot
             }
         }
     }
-    let engine = Engine::from_state(cx.scorecard.clone(), cx.engine.clone(), &state)
+    let engine = engine_of(&header, &state, cx.scorecard, cx.engine)?;
+    Ok((header, engine))
+}
+
+/// The engine a snapshot's decoded state holds, checked against the header's customer count.
+fn engine_of(
+    header: &SnapshotHeader,
+    state: &[Vec<u8>],
+    scorecard: &Arc<Scorecard>,
+    config: &EngineConfig,
+) -> Result<Engine, SnapshotError> {
+    let engine = Engine::from_state(scorecard.clone(), config.clone(), state)
         .map_err(|e| SnapshotError::Corrupt(format!("state: {e}")))?;
     if engine.customer_count() as u64 != header.customers {
         return Err(SnapshotError::Corrupt(format!(
             "{} customers, the header says {}",
             engine.customer_count(),
             header.customers
-        ))
-        .into());
+        )));
     }
-    Ok((header, engine))
+    Ok(engine)
 }
 
 /// Reads a snapshot file for `healthscore snapshot inspect` (framing and checksum only) or
 /// `verify` (also decodes every customer, as a restore would): its header and a summary.
 pub fn describe(bytes: &[u8], verify: bool) -> anyhow::Result<String> {
     use std::fmt::Write as _;
-    let (header, body) = open(bytes)?;
-    if verify {
-        let (_, state) = decode(bytes)?;
-        let engine = Engine::from_state(Arc::new(Scorecard::default_scorecard()), EngineConfig::default(), &state)
-            .map_err(|e| SnapshotError::Corrupt(format!("state: {e}")))?;
-        if engine.customer_count() as u64 != header.customers {
-            anyhow::bail!("{} customers decoded, the header says {}", engine.customer_count(), header.customers);
-        }
-    }
+    let header = if verify {
+        let (header, state) = decode(bytes)?;
+        engine_of(&header, &state, &Arc::new(Scorecard::default_scorecard()), &EngineConfig::default())?;
+        header
+    } else {
+        open(bytes)?.0
+    };
     let mut text = String::new();
     let time = |t: Option<i64>| t.map_or("-".to_string(), crate::event::format_rfc3339);
     let per = |n: usize| if header.customers > 0 { n as f64 / header.customers as f64 } else { 0.0 };
@@ -176,7 +184,6 @@ pub fn describe(bytes: &[u8], verify: bool) -> anyhow::Result<String> {
         header.state_bytes,
         per(header.state_bytes as usize)
     )?;
-    let _ = body;
     if verify {
         writeln!(text, "verified       checksum, header and all {} customers decode", header.customers)?;
     }
