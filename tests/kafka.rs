@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::{BaseRecord, Producer};
 
+use healthscore::generate::GeneratedEvent;
+use healthscore::pipeline::config::Topics;
 use healthscore::pipeline::send::input_producer;
 use kafka_support::*;
 
@@ -136,24 +138,8 @@ fn killed_mid_transaction_and_restarted_outputs_each_result_exactly_once() {
 #[test]
 #[ignore = "needs a Kafka broker: make test-kafka"]
 fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_leaves() {
-    let t = topics("group");
-    create_all(&t, 6);
-    let events = population(120, 45, 13);
-    let half = events.partition_point(|e| e.timestamp < events[events.len() / 2].timestamp);
-    send(&t, &events[..half]);
-    let mut a = Service::start(&t, "two-group", "exactly_once", "two-a", &[]);
-    let mut b = Service::start(&t, "two-group", "exactly_once", "two-b", &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(a.logs().contains("assigned") && b.logs().contains("assigned")) {
-        assert!(Instant::now() < deadline, "both instances should own partitions");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    wait_caught_up(&t, "two-group", &mut [&mut a, &mut b]);
-    assert!(b.stop().success());
-    send(&t, &events[half..]);
-    wait_caught_up(&t, "two-group", &mut [&mut a]);
-    assert!(a.logs().contains("revoked") || a.logs().matches("assigned").count() > 3, "a took over");
-    assert!(a.stop().success());
+    let (t, events, log) = two_instances_then_one_leaves("two", 6, 120, 13, &[]);
+    assert!(log.contains("revoked") || log.matches("assigned").count() > 3, "a took over");
     assert_same(&outputs(&t.output, "read_committed"), &replayed(&events, 6));
 }
 
@@ -236,30 +222,45 @@ fn killed_at_random_points_with_snapshots_then_restarted_outputs_equal_an_uninte
 #[test]
 #[ignore = "needs a Kafka broker: make test-kafka"]
 fn a_partition_moves_between_instances_through_the_kafka_snapshot_store() {
-    let t = topics("move");
-    create_all(&t, 4);
-    let events = population(120, 45, 23);
-    let half = events.partition_point(|e| e.timestamp < events[events.len() / 2].timestamp);
-    send(&t, &events[..half]);
-    let kafka_store = [("HEALTHSCORE__SNAPSHOT__STORE", "kafka")];
-    let mut a = Service::start(&t, "move-group", "exactly_once", "move-a", &kafka_store);
-    let mut b = Service::start(&t, "move-group", "exactly_once", "move-b", &kafka_store);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(a.logs().contains("assigned") && b.logs().contains("assigned")) {
-        assert!(Instant::now() < deadline, "both instances should own partitions");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    wait_caught_up(&t, "move-group", &mut [&mut a, &mut b]);
     // b leaves: it snapshots its partitions to the state topic on the way out, and a, which
     // has no copy of them (a different machine, as far as it knows), restores them from there.
-    assert!(b.stop().success());
-    send(&t, &events[half..]);
-    wait_caught_up(&t, "move-group", &mut [&mut a]);
-    let log = a.logs();
-    assert!(a.stop().success());
+    let (t, events, log) =
+        two_instances_then_one_leaves("move", 4, 120, 23, &[("HEALTHSCORE__SNAPSHOT__STORE", "kafka")]);
     assert!(
         log.contains("restored from snapshot") && log.contains("-state["),
         "a restored b's partitions from the state topic:\n{log}"
     );
     assert_same(&outputs(&t.output, "read_committed"), &replayed(&events, 4));
+}
+
+/// Two instances (`a`, `b`) of group `<name>-group` split the partitions of the first half of
+/// a history; `b` stops gracefully, the second half is sent and `a` takes over. Returns the
+/// topics, the history, and `a`'s log (it has stopped gracefully too).
+fn two_instances_then_one_leaves(
+    name: &str,
+    partitions: i32,
+    customers: u32,
+    seed: u64,
+    extra: &[(&str, &str)],
+) -> (Topics, Vec<GeneratedEvent>, String) {
+    let t = topics(name);
+    create_all(&t, partitions);
+    let events = population(customers, 45, seed);
+    let half = events.partition_point(|e| e.timestamp < events[events.len() / 2].timestamp);
+    send(&t, &events[..half]);
+    let group = format!("{name}-group");
+    let mut a = Service::start(&t, &group, "exactly_once", &format!("{name}-a"), extra);
+    let mut b = Service::start(&t, &group, "exactly_once", &format!("{name}-b"), extra);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(a.logs().contains("assigned") && b.logs().contains("assigned")) {
+        assert!(Instant::now() < deadline, "both instances should own partitions");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_caught_up(&t, &group, &mut [&mut a, &mut b]);
+    assert!(b.stop().success());
+    send(&t, &events[half..]);
+    wait_caught_up(&t, &group, &mut [&mut a]);
+    let log = a.logs();
+    assert!(a.stop().success());
+    (t, events, log)
 }

@@ -7,12 +7,13 @@
 //! tasks live behind a mutex that the loop never holds while polling, so a callback can always
 //! take it; the query API (and the demo's summary) read them through the same mutex.
 //!
-//! Recovery is by re-reading. A partition that arrives (at start, after a rebalance, after an
-//! aborted transaction) starts empty, is read from the beginning of its topics with outputs
-//! suppressed up to the group's committed offsets, then runs normally. Because the task's merge
-//! order depends only on the data, the rebuilt state and every decision after it are the ones
-//! an uninterrupted run makes; nothing committed is emitted twice and nothing uncommitted is
-//! lost. Snapshots will shorten the re-read to the records after the snapshot.
+//! Recovery is a snapshot plus re-reading. A partition that arrives (at start, after a
+//! rebalance, after an aborted transaction) starts from its newest usable snapshot (or empty,
+//! from the beginning of its topics), is read from there with outputs suppressed up to the
+//! group's committed offsets, then runs normally. Because the task's merge order depends only
+//! on the data, the rebuilt state and every decision after it are the ones an uninterrupted run
+//! makes; nothing committed is emitted twice and nothing uncommitted is lost. Snapshots are
+//! taken right after commits, so their offsets are always committed ones (see `snapshot`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
