@@ -395,18 +395,18 @@ impl Engine {
     ) {
         let parsed: Vec<Result<Event<'_>, Rejection>> = inputs.iter().map(|(b, topic)| parse(b, *topic)).collect();
         // The customers whose timers the batch's events will fire, as stream time moves on.
-        let mut due = Vec::new();
+        let mut due: Vec<(u32, crate::window::Day, Option<&EventKind<'_>>)> = Vec::new();
         let batch_end = parsed.iter().filter_map(|p| p.as_ref().ok().map(|e| e.timestamp)).max();
         if let Some(t) = batch_end.map(|end| end.max(self.max_event_time) - self.lateness()) {
             if t > self.stream_time {
                 self.timers.for_each_due(t, |slot| {
                     if due.len() < MAX_PREFETCHED_TIMERS {
-                        due.push((slot, day_of(t)));
+                        due.push((slot, day_of(t), None));
                     }
                 });
             }
         }
-        for &(slot, _) in &due {
+        for &(slot, _, _) in &due {
             self.store.prefetch(slot);
         }
         // Index lookups that do not touch the customers, so their misses overlap; the id is
@@ -416,15 +416,15 @@ impl Engine {
             let slot = p.as_ref().ok().and_then(|event| {
                 let slot = self.store.candidate(&event.customer_id)?;
                 self.store.prefetch(slot);
-                due.push((slot, day_of(event.timestamp)));
+                due.push((slot, day_of(event.timestamp), Some(&event.kind)));
                 Some(slot)
             });
             hints.push(slot);
         }
         // Their heap data, now that their structs (which point to it) are on the way.
-        for &(slot, day) in &due {
+        for &(slot, day, event) in &due {
             if let Some(c) = self.store.get(slot) {
-                c.prefetch(day);
+                c.prefetch(day, event);
             }
         }
         for (p, hint) in parsed.into_iter().zip(hints) {

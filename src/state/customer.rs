@@ -33,6 +33,9 @@ pub struct UsageDay {
     pub session_seconds: u32,
 }
 
+/// A customer's daily usage over the longest window (720 bytes, inside the customer).
+pub type UsageRing = DailyRing<UsageDay, HISTORY_DAYS>;
+
 /// Rare dated facts kept in the customer's [`DayLog`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Fact {
@@ -114,7 +117,7 @@ pub struct Customer {
     pub last_event: Millis,
     /// Latest product usage, if any.
     pub last_usage: Option<Millis>,
-    pub usage: DailyRing<UsageDay, HISTORY_DAYS>,
+    pub usage: UsageRing,
     pub users: RecencySet,
     pub features: RecencySet,
     pub log: DayLog<Fact>,
@@ -182,23 +185,37 @@ impl Customer {
         }
     }
 
-    /// Asks the CPU to start loading the heap data that applying and scoring an event of `day`
-    /// will read: the usage window, the user and feature sets, the log and the MRR history. It
-    /// reads the customer's own fields to find them, so call it once [`Store::prefetch`] has had
-    /// time to bring those in. A hint only; it changes nothing.
+    /// Asks the CPU to start loading the heap data that applying `event` (or, with `None`,
+    /// re-scoring on a timer on `day`) will read: the day's usage bucket, the entries of the
+    /// user and feature sets that the event's keys will probe (for a timer, the start of both
+    /// sets, which scoring scans), the log and the MRR history. It reads the customer's own
+    /// fields to find them, so call it once [`Store::prefetch`] has had time to bring those in.
+    /// A hint only; it changes nothing.
     ///
     /// [`Store::prefetch`]: super::Store::prefetch
-    pub fn prefetch(&self, day: Day) {
+    pub fn prefetch(&self, day: Day, event: Option<&EventKind<'_>>) {
         prefetch_bytes(self.usage.bucket_ptr(day), 8);
-        prefetch_bytes(self.usage.as_ptr(), std::mem::size_of_val(&self.usage));
-        prefetch_bytes(self.users.entries().as_ptr() as *const u8, self.users.len().min(64) * 8);
-        prefetch_bytes(self.features.entries().as_ptr() as *const u8, self.features.len().min(32) * 8);
+        match event {
+            Some(EventKind::FeatureUsed { feature, user_id, .. }) => {
+                prefetch_bytes(self.features.probe_ptr(key32(feature)), 8);
+                if let Some(user) = user_id {
+                    prefetch_bytes(self.users.probe_ptr(key32(user)), 8);
+                }
+            }
+            Some(EventKind::Session { user_id: Some(user), .. }) => {
+                prefetch_bytes(self.users.probe_ptr(key32(user)), 8);
+            }
+            Some(_) => {}
+            None => {
+                prefetch_bytes(self.users.entries().as_ptr() as *const u8, self.users.len().min(64) * 8);
+                prefetch_bytes(self.features.entries().as_ptr() as *const u8, self.features.len().min(32) * 8);
+            }
+        }
         prefetch_bytes(self.log.marks().as_ptr() as *const u8, self.log.marks().len().min(32) * 8);
         prefetch_bytes(self.mrr_history.as_ptr() as *const u8, 8);
         if !self.open_tickets.is_empty() {
             prefetch_bytes(self.open_tickets.as_ptr() as *const u8, 8);
         }
-        prefetch_bytes(&self.score as *const ScoreState as *const u8, std::mem::size_of::<ScoreState>());
     }
 
     /// Remembers `event_id`; `false` if it was seen among this customer's recent events.
@@ -366,27 +383,25 @@ impl Customer {
         let first_day = day_of(self.first_seen);
         let days = |ms: Millis| ((now - ms) as f64 / DAY_MS as f64).floor();
 
-        // One pass over the last 60 days of usage feeds every usage window.
+        // Usage windows as sums over contiguous runs of the ring: [prev30_start, d30) is the
+        // period before the last 30 days, [base_start, d7) the three weeks before the last 7.
         let (prev30_start, base_start) = (window_start(today, 60), window_start(today, 28));
-        let (mut events7, mut active7, mut events30, mut active30, mut secs30, mut prev30, mut base21) =
-            (0u64, 0u32, 0u64, 0u32, 0u64, 0u64, 0u64);
-        self.usage.for_each_in(prev30_start, today, |day, b| {
-            let (events, active) = (b.events as u64, (b.events > 0) as u32);
-            if day >= d30 {
-                events30 += events;
-                active30 += active;
-                secs30 += b.session_seconds as u64;
-                if day >= d7 {
-                    events7 += events;
-                    active7 += active;
-                }
-            } else {
-                prev30 += events;
+        let usage = |from: Day, to: Day| -> (u64, u32, u64) {
+            let (a, b) = self.usage.slices(from, to);
+            let (mut events, mut active, mut secs) = (0u64, 0u32, 0u64);
+            for day in a.iter().chain(b) {
+                events += day.events as u64;
+                active += (day.events > 0) as u32;
+                secs += day.session_seconds as u64;
             }
-            if day >= base_start && day < d7 {
-                base21 += events;
-            }
-        });
+            (events, active, secs)
+        };
+        let until = |from: Day, end: Day| if end > from { usage(from, end - 1) } else { (0, 0, 0) };
+        let (events7, active7, secs7) = usage(d7, today);
+        let (events8_30, active8_30, secs8_30) = until(d30, d7);
+        let (events30, active30, secs30) = (events7 + events8_30, active7 + active8_30, secs7 + secs8_30);
+        let prev30 = until(prev30_start, d30).0;
+        let base21 = until(base_start, d7).0;
         s.set(Signal::ActiveDays7d, Some(active7 as f64));
         s.set(Signal::ActiveDays30d, Some(active30 as f64));
         s.set(Signal::Events7d, Some(events7 as f64));

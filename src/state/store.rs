@@ -101,7 +101,13 @@ impl Store {
     /// [`Customer::prefetch`]). Reads nothing, so it never waits, whatever the slot holds.
     pub fn prefetch(&self, slot: u32) {
         let at = self.slots.as_ptr().wrapping_add(slot as usize) as *const u8;
-        super::customer::prefetch_bytes(at, std::mem::size_of::<Option<Customer>>());
+        let (ring, ring_len) =
+            (std::mem::offset_of!(Customer, usage), std::mem::size_of::<super::customer::UsageRing>());
+        let size = std::mem::size_of::<Option<Customer>>();
+        super::customer::prefetch_bytes(at, ring);
+        if ring + ring_len < size {
+            super::customer::prefetch_bytes(at.wrapping_add(ring + ring_len), size - ring - ring_len);
+        }
     }
 
     pub fn get(&self, slot: u32) -> Option<&Customer> {
