@@ -9,6 +9,9 @@
 //! Events are the built-in generator's realistic mix (mostly product usage, a few percent support
 //! and billing, a little bad input). Run with `cargo bench --bench engine` (or `make bench`).
 
+#[global_allocator]
+static ALLOC: healthscore::memory::Allocator = healthscore::memory::Allocator;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +50,7 @@ fn slices<'a>(buffer: &'a [u8], lines: &[Vec<u8>]) -> Vec<&'a [u8]> {
 }
 
 fn bench(c: &mut Criterion) {
+    healthscore::memory::allow_huge_pages();
     let lines = events(200, 60);
     let buffer: Vec<u8> = lines.concat();
     let sample = slices(&buffer, &lines);

@@ -11,6 +11,9 @@
 //!
 //! `HEALTHSCORE_BENCH_CUSTOMERS` overrides the customer count (for a quick look).
 
+#[global_allocator]
+static ALLOC: healthscore::memory::Allocator = healthscore::memory::Allocator;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +36,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo test --benches` asks harness=false benches to list themselves
     }
+    healthscore::memory::allow_huge_pages();
     let n: usize = std::env::var("HEALTHSCORE_BENCH_CUSTOMERS").ok().and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
     let ids: Vec<String> = (0..n).map(|i| format!("cus_{i:07}")).collect();
     let users: Vec<String> = (0..8).map(|u| format!("user_{u}")).collect();

@@ -396,7 +396,11 @@ fn write_in(dir: &std::path::Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+#[global_allocator]
+static ALLOC: healthscore::memory::Allocator = healthscore::memory::Allocator;
+
 fn main() -> ExitCode {
+    healthscore::memory::allow_huge_pages();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
