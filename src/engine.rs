@@ -348,12 +348,23 @@ impl Engine {
         let mut engine = Engine::new(scorecard, config);
         engine.max_event_time = max_event_time;
         engine.stream_time = stream_time;
-        engine.store = Store::from_slots(slots).map_err(|id| format!("customer {id} appears twice"))?;
-        for (slot, c) in engine.store.slots().iter().enumerate() {
-            if let Some(c) = c.as_ref().filter(|c| c.next_due != Millis::MAX) {
-                engine.timers.schedule(c.next_due, c.id_hash, slot as u32);
-            }
-        }
+        // The index and the timers are built side by side: both only read the slots.
+        let (index, timers) = std::thread::scope(|scope| {
+            let timers = scope.spawn(|| {
+                let mut timers = Timers::default();
+                for (slot, c) in slots.iter().enumerate() {
+                    if let Some(c) = c.as_ref().filter(|c| c.next_due != Millis::MAX) {
+                        timers.schedule(c.next_due, c.id_hash, slot as u32);
+                    }
+                }
+                timers
+            });
+            let index = Store::index_of(&slots);
+            (index, timers.join().expect("the timer rebuild does not panic"))
+        });
+        let index = index.map_err(|id| format!("customer {id} appears twice"))?;
+        engine.store = Store::from_parts(slots, index);
+        engine.timers = timers;
         engine.recount_census();
         Ok(engine)
     }

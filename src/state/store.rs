@@ -66,9 +66,9 @@ impl Store {
         slot
     }
 
-    /// A store of the given slots (a restore decodes them in parallel); fails with the id of a
-    /// customer that appears twice.
-    pub fn from_slots(slots: Vec<Option<Customer>>) -> Result<Store, String> {
+    /// The index of `slots` (a restore decodes them in parallel, then builds this while it
+    /// rebuilds the timers); fails with the id of a customer that appears twice.
+    pub fn index_of(slots: &[Option<Customer>]) -> Result<SlotIndex, String> {
         let mut index = HashTable::with_capacity(slots.len());
         let mut free = Vec::new();
         for (s, c) in slots.iter().enumerate() {
@@ -89,7 +89,12 @@ impl Store {
                 hashbrown::hash_table::Entry::Occupied(_) => return Err(c.id.to_string()),
             }
         }
-        Ok(Store { index, slots, free })
+        Ok(SlotIndex { index, free })
+    }
+
+    /// A store of `slots` and the index [`Store::index_of`] built for them.
+    pub fn from_parts(slots: Vec<Option<Customer>>, index: SlotIndex) -> Store {
+        Store { index: index.index, slots, free: index.free }
     }
 
     /// Every slot, empty ones included.
@@ -137,6 +142,12 @@ impl Store {
     pub fn overhead_bytes(&self) -> usize {
         self.index.capacity() * 9 + self.free.capacity() * 4
     }
+}
+
+/// A store's index, built apart from its slots (see [`Store::index_of`]).
+pub struct SlotIndex {
+    index: HashTable<(u32, u32)>,
+    free: Vec<u32>,
 }
 
 /// The bits of an id hash the index keeps next to the slot: the high half, as the table itself
