@@ -197,8 +197,9 @@ impl<'de, T: Copy + Default + serde::Deserialize<'de>, const N: usize> serde::De
 /// The last day each distinct key was seen, bounded to `cap` keys (the least recently seen key
 /// makes room). Keys are hashes: a rare collision undercounts by one, which no score notices.
 ///
-/// Entries are sorted by key, so recording a sighting (on every usage event) is a binary search
-/// even for an account with hundreds of users; counting (only when scoring) is a scan.
+/// Entries are sorted by key, so recording a sighting (on every usage event) is a short search
+/// from the key's likely position even for an account with hundreds of users; counting (only
+/// when scoring) is a scan.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct RecencySet {
     entries: Vec<(u32, Day)>,
