@@ -37,8 +37,14 @@ use kafka_support::*;
 
 const PARTITIONS: i32 = 6;
 
-/// The service as shipped (the test helper makes the merge wait for reproducibility; undo it).
-const DEFAULTS: &[(&str, &str)] = &[("RUST_LOG", "warn"), ("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "0")];
+/// The service as shipped: the test helper makes the merge wait for reproducibility and
+/// snapshots every second; undo both. Logs at info, so each run's log (under the target's tmp
+/// directory) ends with where the processing thread's time went.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("RUST_LOG", "info,rdkafka=warn"),
+    ("HEALTHSCORE__PIPELINE__MAX_TASK_IDLE_MS", "0"),
+    ("HEALTHSCORE__SNAPSHOT__INTERVAL_SECS", "60"),
+];
 
 fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

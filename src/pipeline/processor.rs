@@ -647,6 +647,9 @@ impl Processor {
         let mut busy = false;
         let mut last_report = Instant::now();
         let mut last_lag = Instant::now();
+        // Where the processing thread's time goes (logged on leaving): waiting in polls,
+        // buffering and processing, committing.
+        let (mut poll_time, mut process_time, mut commit_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let result = loop {
             if stop.load(Relaxed) {
                 let mut state = shared.lock();
@@ -659,6 +662,7 @@ impl Processor {
             // Poll a batch without holding the lock (rebalance callbacks take it).
             batch.clear();
             let mut wait = if busy { Duration::ZERO } else { Duration::from_millis(50) };
+            let poll_started = Instant::now();
             while batch.len() < 4096 {
                 let generation = shared.generation.load(Relaxed);
                 let polled = consumer.poll(wait);
@@ -677,6 +681,7 @@ impl Processor {
                 break Err(e);
             }
             let now = Instant::now();
+            poll_time += now - poll_started;
             state.enqueue(&shared, &consumer, &batch, now);
             let step = state.process(&shared, &consumer, now);
             busy = step.as_ref().is_ok_and(|worked| *worked) || !batch.is_empty();
@@ -690,12 +695,15 @@ impl Processor {
                 last_lag = now;
                 *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = state.lags(&shared, &consumer);
             }
+            let processed = Instant::now();
+            process_time += processed - now;
             if now.duration_since(last_commit) >= commit_every {
                 if let Err(e) = state.commit(&shared, &consumer, false) {
                     break Err(e);
                 }
                 last_commit = now;
                 state.snapshot_due(&shared, now);
+                commit_time += processed.elapsed();
             }
             shared.update_readiness(&state);
             if now.duration_since(last_report) >= Duration::from_secs(10) {
@@ -716,7 +724,12 @@ impl Processor {
             }
         };
         drop(batch);
-        info!("leaving the group");
+        info!(
+            poll_secs = poll_time.as_secs_f64(),
+            process_secs = process_time.as_secs_f64(),
+            commit_secs = commit_time.as_secs_f64(),
+            "leaving the group"
+        );
         drop(consumer); // closes: the revoke callback commits nothing more and releases partitions
         let _ = wait_delivered(&shared.producer, Duration::from_secs(config.pipeline.shutdown_timeout_secs));
         result
