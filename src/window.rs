@@ -42,11 +42,6 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
         &self.buckets[day as usize % N] as *const T as *const u8
     }
 
-    /// The start of the ring's storage (for prefetching).
-    pub fn as_ptr(&self) -> *const u8 {
-        self as *const Self as *const u8
-    }
-
     /// The newest day the ring holds.
     pub fn head(&self) -> Day {
         self.head
@@ -79,14 +74,9 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
 
     /// Folds the buckets of days `from..=to`, in day order, skipping days the ring no longer
     /// (or does not yet) hold.
-    pub fn fold<A>(&self, from: Day, to: Day, init: A, mut f: impl FnMut(A, &T) -> A) -> A {
-        let oldest = (self.head + 1).saturating_sub(N as Day);
-        let (from, to) = (from.max(oldest), to.min(self.head));
-        let mut acc = init;
-        for d in from..=to {
-            acc = f(acc, &self.buckets[d as usize % N]);
-        }
-        acc
+    pub fn fold<A>(&self, from: Day, to: Day, init: A, f: impl FnMut(A, &T) -> A) -> A {
+        let (older, newer) = self.slices(from, to);
+        older.iter().chain(newer).fold(init, f)
     }
 
     /// The buckets of days `from..=to` that the ring holds, oldest first, as at most two
@@ -103,14 +93,6 @@ impl<T: Copy + Default, const N: usize> DailyRing<T, N> {
             (&self.buckets[start..start + len], &[])
         } else {
             (&self.buckets[start..], &self.buckets[..start + len - N])
-        }
-    }
-
-    /// Calls `f(day, bucket)` for days `from..=to` that the ring holds, oldest first.
-    pub fn for_each_in(&self, from: Day, to: Day, mut f: impl FnMut(Day, &T)) {
-        let oldest = (self.head + 1).saturating_sub(N as Day);
-        for d in from.max(oldest)..=to.min(self.head) {
-            f(d, &self.buckets[d as usize % N]);
         }
     }
 
@@ -476,9 +458,11 @@ mod tests {
             prop_assert_eq!(ring.fold(from, to, 0, |a, b| a + b), expected);
             let (a, b) = ring.slices(from, to);
             prop_assert_eq!(a.iter().chain(b).sum::<u32>(), expected);
-            let mut visited = Vec::new();
-            ring.for_each_in(from, to, |_, v| visited.push(*v));
-            prop_assert_eq!(a.iter().chain(b).copied().collect::<Vec<_>>(), visited);
+            // Day by day, oldest first: every day of the window the ring holds, empty ones too.
+            let held = (from.max((head + 1).saturating_sub(30)))..=to.min(head);
+            let by_day: Vec<u32> =
+                held.map(|d| accepted.iter().filter(|(day, _)| *day == d).map(|(_, v)| v).sum()).collect();
+            prop_assert_eq!(a.iter().chain(b).copied().collect::<Vec<_>>(), by_day);
         }
     }
 }
