@@ -648,7 +648,7 @@ impl Processor {
         let mut last_report = Instant::now();
         let mut last_lag = Instant::now();
         // Where the processing thread's time goes (logged on leaving): waiting in polls,
-        // buffering and processing, committing.
+        // buffering and processing, committing (with the snapshots taken after a commit).
         let (mut poll_time, mut process_time, mut commit_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let result = loop {
             if stop.load(Relaxed) {
