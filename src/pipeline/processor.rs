@@ -646,7 +646,11 @@ impl Processor {
         let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(4096);
         let mut busy = false;
         let mut last_report = Instant::now();
+        // Lag is refreshed every second, and every 100 ms while it misses an owned partition
+        // (just assigned, or its watermarks not fetched yet), so the gauge is not a second stale
+        // after a rebalance.
         let mut last_lag = Instant::now();
+        let (mut lag_complete, mut lag_generation) = (false, u64::MAX);
         // Where the processing thread's time goes (logged on leaving): waiting in polls,
         // buffering and processing, committing (with the snapshots taken after a commit).
         let (mut poll_time, mut process_time, mut commit_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
@@ -691,9 +695,15 @@ impl Processor {
             if busy {
                 shared.stats.telemetry.batch_seconds.observe(now.elapsed().as_secs_f64());
             }
-            if now.duration_since(last_lag) >= Duration::from_secs(1) {
+            let since_lag = now.duration_since(last_lag);
+            let generation = shared.generation.load(Relaxed);
+            lag_complete &= generation == lag_generation;
+            if since_lag >= Duration::from_secs(1) || (!lag_complete && since_lag >= Duration::from_millis(100)) {
                 last_lag = now;
-                *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = state.lags(&shared, &consumer);
+                lag_generation = generation;
+                let lags = state.lags(&shared, &consumer);
+                lag_complete = lags.len() == state.tasks.len() * 3;
+                *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = lags;
             }
             let processed = Instant::now();
             process_time += processed - now;
