@@ -289,7 +289,11 @@ fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr);
+    // Colours only on a terminal: logs redirected to a file or a collector stay plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Human => builder.init(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::config::{Config, GroupProtocol, Guarantee};
 
@@ -140,6 +140,25 @@ pub fn cached_high_watermarks<C: ConsumerContext>(
     };
     (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low.max(0), high))
+}
+
+/// The consumer's position in a partition: the offset after the last message or control record
+/// (a transaction marker) handed to the application, so it reaches the high watermark at the end
+/// of a transactionally written topic, where the offset after the last *message* stays one short.
+/// `None` until something was consumed since the partition was assigned or sought.
+pub fn app_position<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    // SAFETY: the client pointer is valid for the consumer's lifetime; librdkafka only writes
+    // the offsets of the list we own, which outlives the call.
+    let err = unsafe { rdkafka::bindings::rd_kafka_position(consumer.client().native_ptr(), tpl.ptr()) };
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return None;
+    }
+    match tpl.elements().first()?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
 }
 
 /// Headers of an output event.

@@ -261,7 +261,7 @@ struct ServiceCollector {
     rewinds: IntCounter,
     rebalances: IntCounter,
     delivery_failures: IntCounter,
-    forced_merges: IntCounter,
+    merge_stalls: IntCounter,
     commit_seconds: Counter,
     assigned: IntGauge,
     ready: IntGauge,
@@ -309,9 +309,9 @@ impl ServiceCollector {
             rewinds: c("healthscore_rewinds_total", "Rewinds of every partition to its last commit."),
             rebalances: c("healthscore_rebalances_total", "Rebalance callbacks (assign or revoke)."),
             delivery_failures: c("healthscore_delivery_failures_total", "Produced records the brokers refused."),
-            forced_merges: c(
-                "healthscore_forced_merges_total",
-                "Merge steps that went on without an input whose data was late to arrive.",
+            merge_stalls: c(
+                "healthscore_merge_stalls_total",
+                "Times a partition's merge had waited 30 s more for records its broker holds but has not delivered.",
             ),
             commit_seconds: Counter::new("healthscore_commit_seconds_total", "Time spent committing.")
                 .expect("valid counter"),
@@ -355,7 +355,7 @@ impl ServiceCollector {
             &self.rewinds,
             &self.rebalances,
             &self.delivery_failures,
-            &self.forced_merges,
+            &self.merge_stalls,
             &self.commit_seconds,
             &self.assigned,
             &self.ready,
@@ -420,7 +420,7 @@ impl ServiceCollector {
         set(&self.rewinds, load(&stats.rewinds));
         set(&self.rebalances, load(&stats.rebalances));
         set(&self.delivery_failures, load(&stats.delivery_failures));
-        set(&self.forced_merges, load(&stats.forced_merges));
+        set(&self.merge_stalls, load(&stats.merge_stalls));
         self.commit_seconds.reset();
         self.commit_seconds.inc_by(load(&stats.commit_micros) as f64 / 1e6);
         self.assigned.set(stats.assigned_partitions.load(Relaxed));

@@ -30,7 +30,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::config::{Config, Guarantee, SnapshotStoreKind};
-use super::kafka::{self, cached_high_watermarks};
+use super::kafka::{self, app_position, cached_high_watermarks};
 use super::metrics::{Lag, Telemetry};
 use super::task::{PartitionTask, Processed};
 use crate::engine::Engine;
@@ -55,8 +55,8 @@ pub struct Stats {
     pub delivery_failures: AtomicU64,
     /// Time spent committing (flush + offsets, or the transaction), in microseconds.
     pub commit_micros: AtomicU64,
-    /// Merge steps that went on without an input that had unread data (waited too long).
-    pub forced_merges: AtomicU64,
+    /// Times a partition's merge had waited long for records the broker holds (warned each time).
+    pub merge_stalls: AtomicU64,
     pub assigned_partitions: AtomicI64,
     /// Every assigned partition restored and consuming.
     pub ready: AtomicBool,
@@ -87,6 +87,11 @@ pub struct State {
     /// Input partitions paused because their buffer is full: (source, partition).
     paused: HashSet<(usize, i32)>,
     waiting_since: HashMap<i32, Instant>,
+    /// Partitions assigned or revoked by rebalance callbacks since the last enqueue: messages
+    /// of theirs polled before the rebalance belong to a task that no longer exists.
+    rebalanced: HashSet<i32>,
+    /// When each partition last warned that its merge waits for records not delivered yet.
+    stall_warned: HashMap<i32, Instant>,
     last_input: HashMap<i32, Instant>,
     idle_advanced: HashMap<i32, Instant>,
     /// Set by a callback that hit an error it cannot handle; the loop stops with it.
@@ -185,9 +190,9 @@ impl Shared {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How long a partition's merge waits at most for an input that has unread data on the broker
-/// but nothing fetched, before going on without it.
-const LAG_WAIT_LIMIT: Duration = Duration::from_secs(5);
+/// How often a partition whose merge waits for records the broker holds but has not delivered
+/// says so (a warning and `healthscore_merge_stalls_total`).
+const STALL_WARNING_EVERY: Duration = Duration::from_secs(30);
 
 impl State {
     /// Prepares new partitions: each starts empty, reads its topics from the beginning and
@@ -199,6 +204,7 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         tpl: &mut TopicPartitionList,
     ) -> anyhow::Result<()> {
+        self.rebalanced.extend(tpl.elements().iter().map(|e| e.partition()));
         let committed =
             consumer.committed_offsets(tpl.clone(), TIMEOUT).context("cannot read the group's committed offsets")?;
         // Partitions arriving whole (all three topics) and new here start from a snapshot.
@@ -265,6 +271,7 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         tpl: &TopicPartitionList,
     ) -> anyhow::Result<()> {
+        self.rebalanced.extend(tpl.elements().iter().map(|e| e.partition()));
         if consumer.assignment_lost() {
             warn!("assignment lost; aborting in-flight work");
             self.abort(shared, consumer)?;
@@ -290,6 +297,7 @@ impl State {
             self.pending_seeks.retain(|(_, q), _| *q != p);
             self.snapshotted.remove(&p);
             self.waiting_since.remove(&p);
+            self.stall_warned.remove(&p);
             self.last_input.remove(&p);
             self.idle_advanced.remove(&p);
         }
@@ -603,6 +611,8 @@ impl Processor {
                 dirty: false,
                 paused: HashSet::new(),
                 waiting_since: HashMap::new(),
+                stall_warned: HashMap::new(),
+                rebalanced: HashSet::new(),
                 last_input: HashMap::new(),
                 idle_advanced: HashMap::new(),
                 fatal: None,
@@ -665,13 +675,15 @@ impl Processor {
             }
             // Poll a batch without holding the lock (rebalance callbacks take it).
             batch.clear();
+            // Messages polled before the loop's last rebalance: the leading `stale` of the batch.
+            let mut stale = 0;
             let mut wait = if busy { Duration::ZERO } else { Duration::from_millis(50) };
             let poll_started = Instant::now();
             while batch.len() < 4096 {
                 let generation = shared.generation.load(Relaxed);
                 let polled = consumer.poll(wait);
                 if shared.generation.load(Relaxed) != generation {
-                    batch.clear(); // polled before the rebalance: its partitions may have moved
+                    stale = batch.len(); // polled before the rebalance: its partitions may have moved
                 }
                 match polled {
                     None => break,
@@ -686,7 +698,7 @@ impl Processor {
             }
             let now = Instant::now();
             poll_time += now - poll_started;
-            state.enqueue(&shared, &consumer, &batch, now);
+            state.enqueue(&shared, &consumer, &batch, stale, now);
             let step = state.process(&shared, &consumer, now);
             busy = step.as_ref().is_ok_and(|worked| *worked) || !batch.is_empty();
             if let Err(e) = step {
@@ -726,7 +738,7 @@ impl Processor {
                     buffered = state.tasks.values().map(PartitionTask::buffered).sum::<usize>(),
                     paused = state.paused.len(),
                     waiting = state.tasks.values().filter(|t| t.waiting()).count(),
-                    forced = stats.forced_merges.load(Relaxed),
+                    stalls = stats.merge_stalls.load(Relaxed),
                     commits = stats.commits.load(Relaxed),
                     commit_ms = stats.commit_micros.load(Relaxed) / 1000,
                     "progress"
@@ -764,13 +776,63 @@ impl State {
         lags
     }
 
-    fn enqueue(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, batch: &[BorrowedMessage<'_>], now: Instant) {
+    /// Decides, for partition `p`'s merge waiting since `waited` ago, which of its empty inputs
+    /// are at their end. An input whose consumer position has reached the broker's high
+    /// watermark (and any offset known to be committed) is at its end: quiet, it no longer holds
+    /// the merge up. An input with unread records on the broker, or whose end is not known yet,
+    /// holds it up for as long as that lasts: those records may be older than the other inputs'
+    /// heads, and going on without them would make the order (and so state and outputs) depend
+    /// on fetch timing instead of the data (Kafka Streams' rule since KIP-695). Returns whether
+    /// an input still holds the merge up. Inputs with a rewind seek pending are not judged (the
+    /// consumer's position there is from before the rewind).
+    fn hold_at_end(
+        pending_seeks: &HashMap<(String, i32), Offset>,
+        consumer: &BaseConsumer<Ctx>,
+        topics: [&str; 3],
+        p: i32,
+        task: &mut PartitionTask,
+    ) -> bool {
+        let mut held = false;
+        for (s, input) in task.inputs.iter_mut().enumerate() {
+            if !input.is_empty() || input.at_end {
+                continue;
+            }
+            let seeking = !pending_seeks.is_empty() && pending_seeks.contains_key(&(topics[s].to_string(), p));
+            let caught_up = if seeking {
+                None
+            } else {
+                input.caught_up(app_position(consumer, topics[s], p), cached_high_watermarks(consumer, topics[s], p))
+            };
+            if caught_up == Some(true) {
+                input.at_end = true;
+            } else {
+                held = true;
+            }
+        }
+        held
+    }
+
+    /// Buffers a polled batch in the partitions' tasks. The first `stale` messages were polled
+    /// before a rebalance: those of partitions it assigned or revoked are dropped (their task
+    /// was rebuilt and fetches again from its own start), the others kept, since a cooperative
+    /// rebalance leaves the partitions it does not move fetching where they were.
+    fn enqueue(
+        &mut self,
+        shared: &Shared,
+        consumer: &BaseConsumer<Ctx>,
+        batch: &[BorrowedMessage<'_>],
+        stale: usize,
+        now: Instant,
+    ) {
         let max = shared.config.pipeline.max_buffered_per_partition;
         let hold_ends = shared.config.pipeline.max_task_idle_ms > 0;
         let mut pause = TopicPartitionList::new();
-        for m in batch {
+        for (i, m) in batch.iter().enumerate() {
             let Some(source) = shared.source_of(m.topic()) else { continue };
             let p = m.partition();
+            if i < stale && self.rebalanced.contains(&p) {
+                continue;
+            }
             let Some(task) = self.tasks.get_mut(&p) else { continue };
             if !self.pending_seeks.is_empty() && self.pending_seeks.contains_key(&(m.topic().to_string(), p)) {
                 continue; // from before a rewind whose seek has not happened yet
@@ -786,6 +848,7 @@ impl State {
                 let _ = pause.add_partition(m.topic(), p);
             }
         }
+        self.rebalanced.clear();
         if pause.count() > 0 {
             if let Err(e) = consumer.pause(&pause) {
                 warn!(error = %e, "cannot pause");
@@ -804,30 +867,28 @@ impl State {
         self.retry_seeks(consumer);
         for (p, task) in self.tasks.iter_mut() {
             if task.waiting() {
-                let waited = now.duration_since(*self.waiting_since.entry(*p).or_insert(now));
-                if waited >= max_idle {
-                    // An empty input at the broker's end does not hold the merge up (any more).
-                    // Its end is where fetching continues: after the last message buffered, or
-                    // where the task resumed (a snapshot's offset) when none arrived since.
-                    for (s, input) in task.inputs.iter_mut().enumerate() {
-                        if input.is_empty() && !input.at_end {
-                            if let Some((low, high)) = cached_high_watermarks(consumer, topics[s], *p) {
-                                input.at_end = input.fetched.or(input.position).unwrap_or(low) >= high;
-                            }
-                        }
+                let since = *self.waiting_since.entry(*p).or_insert(now);
+                let waited = now.duration_since(since);
+                if waited >= max_idle && State::hold_at_end(&self.pending_seeks, consumer, topics, *p, task) {
+                    let warned = self.stall_warned.entry(*p).or_insert(since);
+                    if now.duration_since(*warned) >= STALL_WARNING_EVERY {
+                        *warned = now;
+                        shared.stats.merge_stalls.fetch_add(1, Relaxed);
+                        let lagging: Vec<&str> = (0..3)
+                            .filter(|&s| task.inputs[s].is_empty() && !task.inputs[s].at_end)
+                            .map(|s| topics[s])
+                            .collect();
+                        warn!(
+                            partition = p,
+                            waiting_secs = waited.as_secs(),
+                            topics = ?lagging,
+                            "the merge waits for records the broker has but has not delivered (partition leader down?)"
+                        );
                     }
-                }
-                // Never wait forever on an input the broker cannot serve: past the limit, the
-                // inputs still empty count as at their end (their next message clears that) and
-                // the merge goes on. Only those: an input that empties later is waited for again,
-                // so a merge that gave up once does not run ahead of every input from then on.
-                if waited >= max_idle.max(LAG_WAIT_LIMIT) {
-                    task.inputs.iter_mut().filter(|i| i.is_empty()).for_each(|i| i.at_end = true);
-                    self.waiting_since.remove(p);
-                    shared.stats.forced_merges.fetch_add(1, Relaxed);
                 }
             } else {
                 self.waiting_since.remove(p);
+                self.stall_warned.remove(p);
             }
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
             task.process(16_384, &mut done);

@@ -3,8 +3,9 @@
 //!
 //! Kafka Streams calls this a task. The merge always takes the buffered record with the
 //! smallest event time (ties: usage, support, billing), and waits while a topic has nothing
-//! buffered unless that topic is at its end (or the caller says the wait has lasted long
-//! enough). So the order in which records reach the engine depends on the data, not on how
+//! buffered unless that topic is at its end: read up to the broker's high watermark (see
+//! [`TopicInput::caught_up`]). It never gives up on a topic the broker holds unread records
+//! of, however long they take to arrive. So the order in which records reach the engine depends on the data, not on how
 //! fetches happened to interleave, and re-reading the same offsets after a crash rebuilds the
 //! same state and the same decisions. That is what makes recovery by re-reading exact.
 
@@ -59,6 +60,23 @@ impl TopicInput {
 
     fn restoring(&self, offset: i64) -> bool {
         self.restore_until.is_some_and(|until| offset < until)
+    }
+
+    /// Whether this input has read everything the broker holds: its position (the furthest of
+    /// the next offset to process, the offset after the last message buffered, and
+    /// `consumer_position`, the consumer's, which also steps over transaction markers) has
+    /// reached the high watermark from `watermarks` (low, high), and any offset known to be
+    /// committed. `None` while the end is not known (no watermark fetched yet).
+    ///
+    /// A cached watermark can be stale low (records produced since the last fetch response):
+    /// such records then count as arriving later, which is the latency-first choice Kafka
+    /// Streams makes too; `max_task_idle_ms` gives them time. It is never stale high, so an
+    /// input that is not caught up certainly has records on their way.
+    pub fn caught_up(&self, consumer_position: Option<i64>, watermarks: Option<(i64, i64)>) -> Option<bool> {
+        let (low, high) = watermarks?;
+        let end = high.max(self.restore_until.unwrap_or(0)).max(self.committed.unwrap_or(0));
+        let position = [self.fetched, self.position, consumer_position].into_iter().flatten().max().unwrap_or(low);
+        Some(position >= end)
     }
 }
 
@@ -163,9 +181,9 @@ impl PartitionTask {
         })
     }
 
-    /// The source whose head record goes next, if the merge may go on. `force`: stop waiting
-    /// for empty inputs that are not at their end.
-    pub fn next_source(&self, force: bool) -> Option<usize> {
+    /// The source whose head record goes next, if the merge may go on: none while an input
+    /// that is not at its end has nothing buffered.
+    pub fn next_source(&self) -> Option<usize> {
         let mut best: Option<(Millis, usize)> = None;
         for (i, input) in self.inputs.iter().enumerate() {
             match input.queue.front() {
@@ -174,7 +192,7 @@ impl PartitionTask {
                         best = Some((r.time, i));
                     }
                 }
-                None if input.at_end || force => {}
+                None if input.at_end => {}
                 None => return None, // it may yet deliver something older
             }
         }
@@ -183,7 +201,7 @@ impl PartitionTask {
 
     /// Whether the merge is held up by an input that has nothing buffered but is not at its end.
     pub fn waiting(&self) -> bool {
-        self.buffered() > 0 && self.next_source(false).is_none()
+        self.buffered() > 0 && self.next_source().is_none()
     }
 
     /// Applies up to `max` records in merge order. Records being restored and fresh records
@@ -198,7 +216,7 @@ impl PartitionTask {
             batch.clear();
             let mut restoring = None;
             while batch.len() < BATCH && taken < max {
-                let Some(source) = self.next_source(false) else { break };
+                let Some(source) = self.next_source() else { break };
                 let input = &mut self.inputs[source];
                 let offset = input.queue.front().expect("next_source saw it").offset;
                 let r = input.restoring(offset);
@@ -262,9 +280,9 @@ mod tests {
             .into_bytes()
     }
 
-    fn order(t: &mut PartitionTask, force: bool) -> Vec<(usize, i64)> {
+    fn order(t: &mut PartitionTask) -> Vec<(usize, i64)> {
         let mut seen = Vec::new();
-        while let Some(s) = t.next_source(force) {
+        while let Some(s) = t.next_source() {
             let r = t.inputs[s].queue.pop_front().unwrap();
             seen.push((s, r.offset));
         }
@@ -281,21 +299,43 @@ mod tests {
         for i in &mut t.inputs {
             i.at_end = true;
         }
-        assert_eq!(order(&mut t, false), vec![(0, 0), (1, 0), (0, 1), (2, 0)]);
+        assert_eq!(order(&mut t), vec![(0, 0), (1, 0), (0, 1), (2, 0)]);
     }
 
     #[test]
-    fn waits_for_an_empty_input_unless_it_is_at_its_end_or_forced() {
+    fn waits_for_an_empty_input_unless_it_is_at_its_end() {
         let mut t = task();
         t.push(0, 0, None, &event("a", 2, 1, "usage"));
         t.inputs[1].at_end = true;
-        assert_eq!(t.next_source(false), None, "billing may still hold something older");
+        assert_eq!(t.next_source(), None, "billing may still hold something older");
         assert!(t.waiting());
-        assert_eq!(t.next_source(true), Some(0));
         t.inputs[2].at_end = true;
-        assert_eq!(t.next_source(false), Some(0));
+        assert_eq!(t.next_source(), Some(0));
+        assert!(!t.waiting());
         t.push(2, 0, None, &event("b", 2, 2, "billing"));
         assert!(!t.inputs[2].at_end, "a message clears the end mark");
+    }
+
+    #[test]
+    fn an_input_is_caught_up_only_at_the_high_watermark_and_past_what_is_committed() {
+        let mut t = task();
+        let input = &mut t.inputs[1];
+        assert_eq!(input.caught_up(None, None), None, "no watermark yet: unknown");
+        assert_eq!(input.caught_up(None, Some((0, 0))), Some(true), "an empty topic");
+        assert_eq!(input.caught_up(None, Some((0, 5))), Some(false), "nothing read of five");
+        assert_eq!(input.caught_up(None, Some((5, 5))), Some(true), "all deleted by retention");
+        t.push(1, 3, None, &event("a", 2, 1, "support"));
+        let input = &mut t.inputs[1];
+        input.queue.clear();
+        assert_eq!(input.caught_up(None, Some((0, 5))), Some(false), "fetched up to 4 of 5");
+        assert_eq!(input.caught_up(None, Some((0, 4))), Some(true));
+        // A transaction's commit marker at offset 4: only the consumer's position steps over it.
+        assert_eq!(input.caught_up(Some(5), Some((0, 5))), Some(true));
+        // Re-reading up to a commit at 9: records are there even if the watermark looks older.
+        input.restore_until = Some(9);
+        assert_eq!(input.caught_up(Some(5), Some((0, 5))), Some(false));
+        input.position = Some(9);
+        assert_eq!(input.caught_up(None, Some((0, 5))), Some(true));
     }
 
     #[test]

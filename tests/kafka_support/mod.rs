@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -29,7 +29,27 @@ pub fn brokers() -> String {
 }
 
 /// Topic names unique to one test run.
+/// The logs of the services the running test started (tests run one at a time), shown when
+/// its outputs differ from replay's, so a CI failure carries the services' side of the story.
+static SERVICE_LOGS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// What a service did that can explain different outputs: warnings and errors (less
+/// librdkafka's reconnection noise), assignments, restores, revokes. At most 200 lines a log.
+fn print_service_logs() {
+    for path in SERVICE_LOGS.lock().unwrap().iter() {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        eprintln!("--- {}", path.display());
+        let telling = ["WARN", "ERROR", "assigned", "restored", "revoked", "leaving"];
+        let noise = ["Connect to", "AllBrokersDown", "BrokerTransportFailure", "consumer error"];
+        text.lines()
+            .filter(|l| telling.iter().any(|t| l.contains(t)) && !noise.iter().any(|n| l.contains(n)))
+            .take(200)
+            .for_each(|l| eprintln!("{l}"));
+    }
+}
+
 pub fn topics(test: &str) -> Topics {
+    SERVICE_LOGS.lock().unwrap().clear();
     let tag = format!("{test}-{}-{}", std::process::id(), nanos());
     Topics {
         usage: format!("{tag}-usage"),
@@ -187,6 +207,9 @@ pub fn count(map: &BTreeMap<String, Vec<String>>) -> usize {
 
 pub fn assert_same(actual: &BTreeMap<String, Vec<String>>, expected: &BTreeMap<String, Vec<String>>) {
     assert!(count(expected) > 100, "the scenario must produce outputs ({})", count(expected));
+    if actual != expected {
+        print_service_logs();
+    }
     let differ: Vec<&String> = expected
         .iter()
         .filter(|(c, want)| actual.get(*c).map(Vec::as_slice).unwrap_or_default() != want.as_slice())
@@ -252,6 +275,7 @@ impl Service {
         for (k, v) in extra {
             cmd.env(k, v);
         }
+        SERVICE_LOGS.lock().unwrap().push(log.clone());
         let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
