@@ -245,64 +245,129 @@ impl Engine {
     /// then its customers. Timers, the index and statistics are not written:
     /// [`Engine::from_state`] rebuilds the first two from the customers, and the statistics are
     /// process counters. Sections let both encoding (the part of a snapshot that pauses
-    /// processing) and decoding use every core.
+    /// processing) and decoding use every core. Unpacked: each section is one plain frame (see
+    /// [`Engine::encode_state_packed`]).
     pub fn encode_state(&self) -> Vec<Vec<u8>> {
+        self.encode_state_packed(&|raw, out| out.extend_from_slice(raw), usize::MAX).0
+    }
+
+    /// [`Engine::encode_state`], with each section cut into frames of about `frame_bytes`
+    /// (always between two customers) that `pack` appends to the section, e.g. compressed.
+    /// Only one frame per section is ever uncompressed in memory, so a snapshot does not
+    /// allocate (and fault in) a second copy of the whole state before compressing it. Returns
+    /// the packed sections and the state's size before packing.
+    pub fn encode_state_packed(&self, pack: Pack<'_>, frame_bytes: usize) -> (Vec<Vec<u8>>, u64) {
         let slots = self.store.slots();
         let per = slots.len().div_ceil(STATE_SECTIONS).max(1);
         let mut parts: Vec<&[Option<Customer>]> = slots.chunks(per).collect();
         parts.resize(STATE_SECTIONS, &[]);
         let clock = (self.max_event_time, self.stream_time);
-        crate::parallel::map(&parts, |i, part| {
-            let mut out = Vec::with_capacity(part.len() * 640);
+        let sections = crate::parallel::map(&parts, |i, part| {
+            // Capacity is only address space until written: generous, so it never regrows.
+            let mut out = Vec::with_capacity(part.len() * 640 + 64);
+            let mut raw = Vec::with_capacity(frame_bytes.min(part.len() * 640 + 64));
+            let mut total = 0u64;
+            let mut flush = |raw: &mut Vec<u8>, out: &mut Vec<u8>| {
+                total += raw.len() as u64;
+                pack(raw, out);
+                raw.clear();
+            };
             if i == 0 {
-                append_postcard(&clock, &mut out);
+                append_postcard(&clock, &mut raw);
             }
-            append_postcard(&(part.iter().flatten().count() as u64), &mut out);
+            append_postcard(&(part.iter().flatten().count() as u64), &mut raw);
             for c in part.iter().flatten() {
-                append_postcard(c, &mut out);
+                append_postcard(c, &mut raw);
+                if raw.len() >= frame_bytes {
+                    flush(&mut raw, &mut out);
+                }
             }
-            out
-        })
+            if !raw.is_empty() {
+                flush(&mut raw, &mut out);
+            }
+            (out, total)
+        });
+        let total = sections.iter().map(|(_, n)| n).sum();
+        (sections.into_iter().map(|(s, _)| s).collect(), total)
     }
 
     /// An engine holding the state [`Engine::encode_state`] wrote, scored with `scorecard` (which
     /// may be a newer model than the one the state was built under: segments are re-derived
     /// from the plans, and the next evaluation of each customer uses the new model).
     pub fn from_state(scorecard: Arc<Scorecard>, config: EngineConfig, sections: &[Vec<u8>]) -> Result<Engine, String> {
-        let first = sections.first().ok_or("no state sections")?;
-        let ((max_event_time, stream_time), rest): ((Millis, Millis), &[u8]) =
-            postcard::take_from_bytes(first).map_err(|e| format!("stream clock: {e}"))?;
-        let mut bodies = Vec::with_capacity(sections.len());
-        for (i, section) in sections.iter().enumerate() {
-            let bytes = if i == 0 { rest } else { &section[..] };
-            let (count, body): (u64, &[u8]) =
-                postcard::take_from_bytes(bytes).map_err(|e| format!("section {i}: customer count: {e}"))?;
-            // Not trusting a count for an allocation: a customer takes at least 16 bytes.
-            if count > body.len() as u64 / 16 {
-                return Err(format!("section {i}: {count} customers in {} bytes", body.len()));
-            }
-            bodies.push((count as usize, body));
+        let sections: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+        Engine::from_state_packed(scorecard, config, &sections, &|packed, raw| {
+            raw.clear();
+            raw.extend_from_slice(packed);
+            Ok(packed.len())
+        })
+    }
+
+    /// [`Engine::from_state`] for sections [`Engine::encode_state_packed`] wrote: `unpack`
+    /// replaces its buffer's content with the frame at the start of what it is given and returns
+    /// the packed bytes that frame took. Each section is unpacked frame by frame into one small
+    /// buffer and decoded from there.
+    pub fn from_state_packed(
+        scorecard: Arc<Scorecard>,
+        config: EngineConfig,
+        sections: &[&[u8]],
+        unpack: Unpack<'_>,
+    ) -> Result<Engine, String> {
+        if sections.is_empty() {
+            return Err("no state sections".into());
         }
-        let total: usize = bodies.iter().map(|(n, _)| n).sum();
+        // The first frame of each section: the stream clock (first section) and the count.
+        let mut clock = (Millis::MIN, Millis::MIN);
+        let mut bodies = Vec::with_capacity(sections.len());
+        for (i, packed) in sections.iter().enumerate() {
+            if packed.is_empty() {
+                return Err(format!("section {i} is empty"));
+            }
+            let mut raw = Vec::new();
+            let used = unpack(packed, &mut raw).map_err(|e| format!("section {i}: {e}"))?;
+            let mut at: &[u8] = &raw;
+            if i == 0 {
+                let (c, rest) = postcard::take_from_bytes(at).map_err(|e| format!("stream clock: {e}"))?;
+                (clock, at) = (c, rest);
+            }
+            let (count, rest): (u64, &[u8]) =
+                postcard::take_from_bytes(at).map_err(|e| format!("section {i}: customer count: {e}"))?;
+            // Not trusting a count for an allocation: a customer takes at least 16 bytes, and
+            // packing shrinks nothing more than 255 times.
+            if count > (packed.len() as u64).saturating_mul(255) / 16 {
+                return Err(format!("section {i}: {count} customers in {} bytes", packed.len()));
+            }
+            let start = raw.len() - rest.len();
+            bodies.push((count as usize, raw, start, &packed[used..]));
+        }
+        let (max_event_time, stream_time) = clock;
+        let total: usize = bodies.iter().map(|b| b.0).sum();
         let mut slots: Vec<Option<Customer>> = Vec::with_capacity(total);
         crate::state::advise_huge_pages(&slots);
         // Each section decodes straight into its own part of the slots, so the first touch of
         // the memory (page faults: most of a restore's cost) happens on every core at once.
-        let mut parts: Vec<(&mut [UninitSlot], &[u8])> = Vec::with_capacity(bodies.len());
+        let mut parts: Vec<(&mut [UninitSlot], Vec<u8>, usize, &[u8])> = Vec::with_capacity(bodies.len());
         let mut free = &mut slots.spare_capacity_mut()[..total];
-        for (count, body) in &bodies {
-            let (part, others) = free.split_at_mut(*count);
-            parts.push((part, body));
+        for (count, raw, start, rest) in bodies {
+            let (part, others) = free.split_at_mut(count);
+            parts.push((part, raw, start, rest));
             free = others;
         }
-        let decoded = crate::parallel::map_mut(&mut parts, |i, (part, body)| {
-            let mut body: &[u8] = body;
+        let decoded = crate::parallel::map_mut(&mut parts, |i, (part, raw, at, rest)| {
             let mut written = 0;
             let result = (|| {
+                let count = part.len();
                 for (j, slot) in part.iter_mut().enumerate() {
-                    let (mut c, rest): (Customer, &[u8]) =
-                        postcard::take_from_bytes(body).map_err(|e| format!("section {i}: customer {j}: {e}"))?;
-                    body = rest;
+                    while *at == raw.len() {
+                        if rest.is_empty() {
+                            return Err(format!("section {i}: ends after {j} of {count} customers"));
+                        }
+                        let used = unpack(rest, raw).map_err(|e| format!("section {i}: {e}"))?;
+                        (*at, *rest) = (0, &rest[used..]);
+                    }
+                    let (mut c, left): (Customer, &[u8]) = postcard::take_from_bytes(&raw[*at..])
+                        .map_err(|e| format!("section {i}: customer {j}: {e}"))?;
+                    *at = raw.len() - left.len();
                     c.id_hash = crate::hash::hash64(&c.id);
                     c.segment = scorecard.segment_of(c.plan.as_deref());
                     if c.score.segment as usize >= scorecard.segments.len() {
@@ -311,7 +376,7 @@ impl Engine {
                     slot.write(Some(c));
                     written += 1;
                 }
-                match body.len() {
+                match raw.len() - *at + rest.len() {
                     0 => Ok(()),
                     n => Err(format!("section {i}: {n} bytes after the last customer")),
                 }
@@ -835,6 +900,14 @@ type UninitSlot = MaybeUninit<Option<Customer>>;
 /// Sections a snapshot of the engine's state is cut into (see [`Engine::encode_state`]): a
 /// few per core of a typical host. Fixed, so a snapshot reads the same on any machine.
 pub const STATE_SECTIONS: usize = 4;
+
+/// Appends a frame of encoded state (`raw`) to a packed section (`out`); see
+/// [`Engine::encode_state_packed`].
+pub type Pack<'a> = &'a (dyn Fn(&[u8], &mut Vec<u8>) + Sync);
+
+/// Replaces `raw`'s content with the frame at the start of a packed section and returns the
+/// packed bytes it took; see [`Engine::from_state_packed`].
+pub type Unpack<'a> = &'a (dyn Fn(&[u8], &mut Vec<u8>) -> Result<usize, String> + Sync);
 
 /// Appends `value` in postcard to `out`, straight into the `Vec` (postcard's own `to_extend`
 /// goes through `Extend` a byte at a time, which made encoding a snapshot slower than cloning

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use healthscore::engine::Engine;
+use healthscore::snapshot::format::{pack_frame, unpack_frame};
 
 const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
 const PLANS: [&str; 3] = ["starter", "pro", "enterprise"];
@@ -91,8 +92,12 @@ proptest! {
                 let _ = first.send(customer, at(*day), kind, fields.clone());
             }
         }
-        let state = first.engine.encode_state();
-        let restored = Engine::from_state(first.engine.scorecard().clone(), first.engine.config().clone(), &state).unwrap();
+        // As a snapshot keeps it: compressed in frames, here small ones so customers span many.
+        let (state, _) = first.engine.encode_state_packed(&pack_frame, 300);
+        let sections: Vec<&[u8]> = state.iter().map(Vec::as_slice).collect();
+        let restored =
+            Engine::from_state_packed(first.engine.scorecard().clone(), first.engine.config().clone(), &sections, &unpack_frame)
+                .unwrap();
         let mut a: Vec<_> = first.engine.customers().collect();
         let mut b: Vec<_> = restored.customers().collect();
         a.sort_by(|x, y| x.id.cmp(&y.id));
@@ -122,15 +127,19 @@ proptest! {
         for (customer, day, kind, fields) in events {
             let _ = h.send(&customer, at(day), kind, fields);
         }
-        let mut state = h.engine.encode_state();
-        let section = state.iter().position(|s| !s.is_empty()).unwrap();
-        let i = at_byte.index(state[section].len());
-        if cut {
-            state[section].truncate(i);
-        } else {
-            state[section][i] = to;
+        let (plain, packed) = (h.engine.encode_state(), h.engine.encode_state_packed(&pack_frame, 300).0);
+        for mut state in [plain, packed] {
+            let section = state.iter().position(|s| !s.is_empty()).unwrap();
+            let i = at_byte.index(state[section].len());
+            if cut {
+                state[section].truncate(i);
+            } else {
+                state[section][i] = to;
+            }
+            let sections: Vec<&[u8]> = state.iter().map(Vec::as_slice).collect();
+            let _ = Engine::from_state(h.engine.scorecard().clone(), h.engine.config().clone(), &state);
+            let _ = Engine::from_state_packed(h.engine.scorecard().clone(), h.engine.config().clone(), &sections, &unpack_frame);
         }
-        let _ = Engine::from_state(h.engine.scorecard().clone(), h.engine.config().clone(), &state);
     }
 
     /// Arbitrary bytes never panic the engine; anything not applied is rejected with a reason

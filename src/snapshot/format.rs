@@ -6,8 +6,10 @@
 //! version    u32 LE   FORMAT_VERSION
 //! header     u32 LE length, then the header (postcard)
 //! body       u64 LE length, then the body:
-//!              u32 LE section count, then per section: u64 LE length, LZ4-compressed bytes
-//!              (the engine state's sections, postcard; compressed and decompressed in parallel)
+//!              u32 LE section count, then per section: u64 LE length, then its frames
+//!              (the engine state's sections, postcard, encoded and decoded in parallel), each
+//!              u32 LE length before compression, u32 LE compressed length, an LZ4 block
+//!              (frames of ~256 KiB end between two customers, so a reader decodes one at a time)
 //! checksum   u64 LE   XXH3-64 of every byte before it
 //! ```
 //!
@@ -23,7 +25,17 @@ use crate::event::Millis;
 
 pub const MAGIC: &[u8; 8] = b"HSSNAP\r\n";
 /// Bumped on any change to the header or to the state's encoding.
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: sections compressed frame by frame (1 compressed each section as one block).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Encoded state per frame before compression: large enough that LZ4 (64 KiB window) loses
+/// nothing to frame breaks, small enough to stay in cache between encoding and compressing.
+pub const FRAME_BYTES: usize = 256 * 1024;
+
+/// A frame larger than this before compression is refused as corrupt (a frame holds whole
+/// customers, and one customer's state is bounded far below it), so a damaged length cannot
+/// make a reader allocate without bound.
+const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a snapshot reflects: which partition, up to where in each input, and under which model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,19 +79,49 @@ pub enum SnapshotError {
     Foreign(String),
 }
 
-/// Frames a snapshot: compresses the engine state's sections and adds the header and checksum.
+/// Appends `raw` to a section as one compressed frame (an [`crate::engine::Pack`]).
+pub fn pack_frame(raw: &[u8], out: &mut Vec<u8>) {
+    let at = out.len();
+    out.resize(at + 8 + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+    let n = lz4_flex::block::compress_into(raw, &mut out[at + 8..]).expect("the output has the maximum size");
+    out[at..at + 4].copy_from_slice(&(raw.len() as u32).to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&(n as u32).to_le_bytes());
+    out.truncate(at + 8 + n);
+}
+
+/// Decompresses the frame at the start of `packed` into `raw` and returns the bytes it took
+/// (an [`crate::engine::Unpack`]).
+pub fn unpack_frame(packed: &[u8], raw: &mut Vec<u8>) -> Result<usize, String> {
+    let field = |at: usize| -> Result<usize, String> {
+        let bytes = packed.get(at..at + 4).ok_or("truncated frame header")?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize)
+    };
+    let (len, compressed) = (field(0)?, field(4)?);
+    if len > MAX_FRAME_BYTES {
+        return Err(format!("a frame of {len} bytes"));
+    }
+    let block = packed.get(8..8 + compressed).ok_or("truncated frame")?;
+    raw.resize(len, 0);
+    let n = lz4_flex::block::decompress_into(block, raw).map_err(|e| format!("frame: {e}"))?;
+    if n != len {
+        return Err(format!("a frame of {n} bytes, its header says {len}"));
+    }
+    Ok(8 + compressed)
+}
+
+/// Frames a snapshot: the engine state's packed sections (see [`pack_frame`]) with the
+/// header, and the checksum.
 pub fn encode(header: &SnapshotHeader, sections: &[Vec<u8>]) -> Vec<u8> {
     let header_bytes = postcard::to_allocvec(header).expect("a header always serialises");
-    let compressed = crate::parallel::map(sections, |_, s| lz4_flex::block::compress_prepend_size(s));
-    let body_len = 4 + compressed.iter().map(|c| 8 + c.len()).sum::<usize>();
+    let body_len = 4 + sections.iter().map(|c| 8 + c.len()).sum::<usize>();
     let mut out = Vec::with_capacity(8 + 4 + 4 + header_bytes.len() + 8 + body_len + 8);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(header_bytes.len() as u32).to_le_bytes());
     out.extend_from_slice(&header_bytes);
     out.extend_from_slice(&(body_len as u64).to_le_bytes());
-    out.extend_from_slice(&(compressed.len() as u32).to_le_bytes());
-    for c in &compressed {
+    out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    for c in sections {
         out.extend_from_slice(&(c.len() as u64).to_le_bytes());
         out.extend_from_slice(c);
     }
@@ -122,27 +164,19 @@ pub fn open(bytes: &[u8]) -> Result<(SnapshotHeader, &[u8]), SnapshotError> {
     Ok((header, body))
 }
 
-/// Opens a snapshot and decompresses its state's sections.
-pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, Vec<Vec<u8>>), SnapshotError> {
+/// Opens a snapshot and splits its body into the state's packed sections (still compressed:
+/// [`crate::engine::Engine::from_state_packed`] with [`unpack_frame`] decodes them).
+pub fn decode(bytes: &[u8]) -> Result<(SnapshotHeader, Vec<&[u8]>), SnapshotError> {
     let (header, body) = open(bytes)?;
     let mut r = Reader { bytes: body, at: 0 };
     let count = u32::from_le_bytes(r.take(4, "section count")?.try_into().expect("4 bytes"));
-    let mut compressed = Vec::new();
+    let mut sections = Vec::new();
     for _ in 0..count {
         let len = u64::from_le_bytes(r.take(8, "section length")?.try_into().expect("8 bytes"));
-        compressed.push(r.take(usize::try_from(len).map_err(|_| SnapshotError::Truncated("section"))?, "section")?);
+        sections.push(r.take(usize::try_from(len).map_err(|_| SnapshotError::Truncated("section"))?, "section")?);
     }
     if r.at != body.len() {
         return Err(SnapshotError::Corrupt(format!("{} bytes after the last section", body.len() - r.at)));
-    }
-    let sections = crate::parallel::map(&compressed, |_, c| lz4_flex::block::decompress_size_prepended(c));
-    let sections = sections
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SnapshotError::Corrupt(format!("section: {e}")))?;
-    let total: u64 = sections.iter().map(|s| s.len() as u64).sum();
-    if total != header.state_bytes {
-        return Err(SnapshotError::Corrupt(format!("state is {total} bytes, the header says {}", header.state_bytes)));
     }
     Ok((header, sections))
 }
@@ -184,7 +218,34 @@ mod tests {
         let h = SnapshotHeader { state_bytes: 16, ..header() };
         let sections = vec![b"hello world".to_vec(), Vec::new(), b"again".to_vec()];
         let bytes = encode(&h, &sections);
-        assert_eq!(decode(&bytes).unwrap(), (h, sections));
+        let (header, decoded) = decode(&bytes).unwrap();
+        assert_eq!(header, h);
+        assert_eq!(decoded, sections.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn frames_round_trip_and_a_damaged_frame_is_refused() {
+        let (a, b) = (b"hello world, hello world".repeat(10), b"again".to_vec());
+        let mut packed = Vec::new();
+        pack_frame(&a, &mut packed);
+        pack_frame(&b, &mut packed);
+        pack_frame(&[], &mut packed);
+        let mut raw = Vec::new();
+        let n = unpack_frame(&packed, &mut raw).unwrap();
+        assert_eq!(raw, a);
+        assert!(n < a.len(), "compressed");
+        let m = unpack_frame(&packed[n..], &mut raw).unwrap();
+        assert_eq!(raw, b);
+        assert_eq!(unpack_frame(&packed[n + m..], &mut raw), Ok(packed.len() - n - m), "the empty frame is the rest");
+        assert!(raw.is_empty());
+        for cut in 0..n {
+            assert!(unpack_frame(&packed[..cut], &mut raw).is_err(), "a frame cut to {cut} bytes was accepted");
+        }
+        let mut longer = packed.clone();
+        longer[0] += 1;
+        assert!(unpack_frame(&longer, &mut raw).is_err(), "a frame longer than its header says");
+        longer[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(unpack_frame(&longer, &mut raw), Err(format!("a frame of {} bytes", u32::MAX)));
     }
 
     #[test]
@@ -207,7 +268,7 @@ mod tests {
         assert_eq!(decode(b"{\"json\": true}").unwrap_err(), SnapshotError::NotASnapshot);
         let mut newer = encode(&header(), &[b"hello world".to_vec()]);
         newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-        assert_eq!(decode(&newer).unwrap_err(), SnapshotError::NewerFormat { found: 2, supported: 1 });
+        assert_eq!(decode(&newer).unwrap_err(), SnapshotError::NewerFormat { found: 3, supported: 2 });
         let good = encode(&header(), &[b"hello world".to_vec()]);
         assert_eq!(decode(&good[..good.len() - 3]).unwrap_err(), SnapshotError::Truncated("checksum"));
         let mut flipped = good.clone();

@@ -11,8 +11,8 @@
 //!
 //! - [`format`]: the bytes of one snapshot (header, compressed state, checksum);
 //! - [`dir`] and [`kafka`]: where snapshots are kept, behind one [`SnapshotStore`] trait;
-//! - [`Snapshotter`]: encodes on the processing thread (the only part that must see a
-//!   consistent state), compresses and writes on a thread of its own.
+//! - [`Snapshotter`]: encodes and compresses on the processing thread (the only part that must
+//!   see a consistent state), checksums and writes on a thread of its own.
 
 pub mod dir;
 pub mod format;
@@ -133,14 +133,14 @@ pub fn usable(bytes: &[u8], cx: &RestoreContext<'_>) -> anyhow::Result<(Snapshot
     Ok((header, engine))
 }
 
-/// The engine a snapshot's decoded state holds, checked against the header's customer count.
-fn engine_of(
+/// The engine a snapshot's packed state holds, checked against the header's customer count.
+pub fn engine_of(
     header: &SnapshotHeader,
-    state: &[Vec<u8>],
+    state: &[&[u8]],
     scorecard: &Arc<Scorecard>,
     config: &EngineConfig,
 ) -> Result<Engine, SnapshotError> {
-    let engine = Engine::from_state(scorecard.clone(), config.clone(), state)
+    let engine = Engine::from_state_packed(scorecard.clone(), config.clone(), state, &format::unpack_frame)
         .map_err(|e| SnapshotError::Corrupt(format!("state: {e}")))?;
     if engine.customer_count() as u64 != header.customers {
         return Err(SnapshotError::Corrupt(format!(
@@ -190,7 +190,7 @@ pub fn describe(bytes: &[u8], verify: bool) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// A snapshot encoded on the processing thread, waiting to be compressed and stored.
+/// A snapshot encoded and compressed on the processing thread, waiting to be stored.
 pub struct Pending {
     pub header: SnapshotHeader,
     pub state: Vec<Vec<u8>>,
@@ -198,8 +198,10 @@ pub struct Pending {
 
 impl Pending {
     /// Encodes a consistent copy of `engine`'s state as of the given input positions. This is
-    /// the part of a snapshot that pauses processing: a plain serialisation of the state into
-    /// memory, no compression or I/O.
+    /// the part of a snapshot that pauses processing: the state serialised and compressed frame
+    /// by frame into memory (on every core), no I/O. Compressing here rather than in the
+    /// background keeps a second, uncompressed copy of the whole state from ever being
+    /// allocated: on a VM, faulting in fresh memory costs more than LZ4 does.
     pub fn take(
         engine: &Engine,
         partition: i32,
@@ -207,7 +209,7 @@ impl Pending {
         offsets: [Option<i64>; 3],
         last_times: [i64; 3],
     ) -> Pending {
-        let state = engine.encode_state();
+        let (state, state_bytes) = engine.encode_state_packed(&format::pack_frame, format::FRAME_BYTES);
         let header = SnapshotHeader {
             partition,
             topics: topics.map(String::from),
@@ -217,7 +219,7 @@ impl Pending {
             customers: engine.customer_count() as u64,
             scorecard_version: engine.scorecard().version.to_string(),
             created_ms: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
-            state_bytes: state.iter().map(|s| s.len() as u64).sum(),
+            state_bytes,
         };
         Pending { header, state }
     }
@@ -231,7 +233,7 @@ pub struct Written {
     pub took: Duration,
 }
 
-/// Compresses and stores snapshots on a thread of its own, one at a time. The queue holds one
+/// Frames, checksums and stores snapshots on a thread of its own, one at a time. The queue holds one
 /// snapshot: while a write is still running, [`Snapshotter::offer`] refuses the next (the
 /// processor tries again later), so snapshots never pile up in memory.
 pub struct Snapshotter {
