@@ -346,7 +346,7 @@ impl Engine {
         crate::state::advise_huge_pages(&slots);
         // Each section decodes straight into its own part of the slots, so the first touch of
         // the memory (page faults: most of a restore's cost) happens on every core at once.
-        let mut parts: Vec<(&mut [UninitSlot], Vec<u8>, usize, &[u8])> = Vec::with_capacity(bodies.len());
+        let mut parts: Vec<SectionDecode<'_>> = Vec::with_capacity(bodies.len());
         let mut free = &mut slots.spare_capacity_mut()[..total];
         for (count, raw, start, rest) in bodies {
             let (part, others) = free.split_at_mut(count);
@@ -896,6 +896,10 @@ fn top_drivers(sc: &Scorecard, stage: crate::score::Stage, segment: u8, parts: &
 
 /// A customer slot a restore has yet to write.
 type UninitSlot = MaybeUninit<Option<Customer>>;
+
+/// One section being restored: the slots its customers go to, its current unpacked frame and
+/// the position in it, and its packed frames still to unpack.
+type SectionDecode<'a> = (&'a mut [UninitSlot], Vec<u8>, usize, &'a [u8]);
 
 /// Sections a snapshot of the engine's state is cut into (see [`Engine::encode_state`]): a
 /// few per core of a typical host. Fixed, so a snapshot reads the same on any machine.
