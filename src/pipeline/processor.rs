@@ -572,6 +572,12 @@ impl State {
     }
 }
 
+/// Whether input `topic` of partition `p` was rewound and its seek back has not succeeded yet
+/// (its consumer position and any message of it polled meanwhile are from before the rewind).
+fn seek_pending(pending_seeks: &HashMap<(String, i32), Offset>, topic: &str, p: i32) -> bool {
+    !pending_seeks.is_empty() && pending_seeks.contains_key(&(topic.to_string(), p))
+}
+
 enum TxnError {
     Retry,
     Abort,
@@ -776,29 +782,27 @@ impl State {
         lags
     }
 
-    /// Decides, for partition `p`'s merge waiting since `waited` ago, which of its empty inputs
-    /// are at their end. An input whose consumer position has reached the broker's high
+    /// Decides, for partition `p`'s waiting merge, which of its empty inputs are at their end. An input whose consumer position has reached the broker's high
     /// watermark (and any offset known to be committed) is at its end: quiet, it no longer holds
     /// the merge up. An input with unread records on the broker, or whose end is not known yet,
     /// holds it up for as long as that lasts: those records may be older than the other inputs'
     /// heads, and going on without them would make the order (and so state and outputs) depend
-    /// on fetch timing instead of the data (Kafka Streams' rule since KIP-695). Returns whether
-    /// an input still holds the merge up. Inputs with a rewind seek pending are not judged (the
+    /// on fetch timing instead of the data (Kafka Streams' rule since KIP-695). Returns the
+    /// topics that still hold the merge up. Inputs with a rewind seek pending are not judged (the
     /// consumer's position there is from before the rewind).
-    fn hold_at_end(
+    fn hold_at_end<'t>(
         pending_seeks: &HashMap<(String, i32), Offset>,
         consumer: &BaseConsumer<Ctx>,
-        topics: [&str; 3],
+        topics: [&'t str; 3],
         p: i32,
         task: &mut PartitionTask,
-    ) -> bool {
-        let mut held = false;
+    ) -> Vec<&'t str> {
+        let mut held = Vec::new();
         for (s, input) in task.inputs.iter_mut().enumerate() {
             if !input.is_empty() || input.at_end {
                 continue;
             }
-            let seeking = !pending_seeks.is_empty() && pending_seeks.contains_key(&(topics[s].to_string(), p));
-            let caught_up = if seeking {
+            let caught_up = if seek_pending(pending_seeks, topics[s], p) {
                 None
             } else {
                 input.caught_up(app_position(consumer, topics[s], p), cached_high_watermarks(consumer, topics[s], p))
@@ -806,7 +810,7 @@ impl State {
             if caught_up == Some(true) {
                 input.at_end = true;
             } else {
-                held = true;
+                held.push(topics[s]);
             }
         }
         held
@@ -834,7 +838,7 @@ impl State {
                 continue;
             }
             let Some(task) = self.tasks.get_mut(&p) else { continue };
-            if !self.pending_seeks.is_empty() && self.pending_seeks.contains_key(&(m.topic().to_string(), p)) {
+            if seek_pending(&self.pending_seeks, m.topic(), p) {
                 continue; // from before a rewind whose seek has not happened yet
             }
             shared.stats.consumed[source].fetch_add(1, Relaxed);
@@ -869,19 +873,20 @@ impl State {
             if task.waiting() {
                 let since = *self.waiting_since.entry(*p).or_insert(now);
                 let waited = now.duration_since(since);
-                if waited >= max_idle && State::hold_at_end(&self.pending_seeks, consumer, topics, *p, task) {
+                let held = if waited >= max_idle {
+                    State::hold_at_end(&self.pending_seeks, consumer, topics, *p, task)
+                } else {
+                    Vec::new()
+                };
+                if !held.is_empty() {
                     let warned = self.stall_warned.entry(*p).or_insert(since);
                     if now.duration_since(*warned) >= STALL_WARNING_EVERY {
                         *warned = now;
                         shared.stats.merge_stalls.fetch_add(1, Relaxed);
-                        let lagging: Vec<&str> = (0..3)
-                            .filter(|&s| task.inputs[s].is_empty() && !task.inputs[s].at_end)
-                            .map(|s| topics[s])
-                            .collect();
                         warn!(
                             partition = p,
                             waiting_secs = waited.as_secs(),
-                            topics = ?lagging,
+                            topics = ?held,
                             "the merge waits for records the broker has but has not delivered (partition leader down?)"
                         );
                     }

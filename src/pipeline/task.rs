@@ -5,9 +5,9 @@
 //! smallest event time (ties: usage, support, billing), and waits while a topic has nothing
 //! buffered unless that topic is at its end: read up to the broker's high watermark (see
 //! [`TopicInput::caught_up`]). It never gives up on a topic the broker holds unread records
-//! of, however long they take to arrive. So the order in which records reach the engine depends on the data, not on how
-//! fetches happened to interleave, and re-reading the same offsets after a crash rebuilds the
-//! same state and the same decisions. That is what makes recovery by re-reading exact.
+//! of, however long they take to arrive. So the order in which records reach the engine
+//! depends on the data, not on how fetches happened to interleave, and re-reading the same
+//! offsets after a crash rebuilds the same state and the same decisions. That is what makes recovery by re-reading exact.
 
 use std::collections::VecDeque;
 
