@@ -22,6 +22,9 @@ pub fn input_producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultP
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")
         .set("compression.type", "lz4")
+        // Retries (a broker restarting, a leader moving) must neither reorder a partition's
+        // events nor write them twice: the event-time merge follows each partition's order.
+        .set("enable.idempotence", "true")
         .create()
         .context("cannot create the input producer")
 }
