@@ -142,22 +142,27 @@ pub fn cached_high_watermarks<C: ConsumerContext>(
         .then_some((low.max(0), high))
 }
 
-/// The consumer's position in a partition: the offset after the last message or control record
-/// (a transaction marker) handed to the application, so it reaches the high watermark at the end
-/// of a transactionally written topic, where the offset after the last *message* stays one short.
-/// `None` until something was consumed since the partition was assigned or sought.
-pub fn app_position<C: ConsumerContext>(consumer: &BaseConsumer<C>, topic: &str, partition: i32) -> Option<i64> {
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(topic, partition);
+/// The consumer's positions in the partitions of `tpl`, read in one call into the list's
+/// offsets: for each, the offset after the last message or control record (a transaction
+/// marker) handed to the application, so it reaches the high watermark at the end of a
+/// transactionally written topic, where the offset after the last *message* stays one short.
+/// Calls `found(topic, partition, position)` for each partition that has one (assigned, and
+/// something consumed since it was assigned or sought).
+pub fn app_positions<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tpl: &mut TopicPartitionList,
+    mut found: impl FnMut(&str, i32, i64),
+) {
     // SAFETY: the client pointer is valid for the consumer's lifetime; librdkafka only writes
-    // the offsets of the list we own, which outlives the call.
+    // the offsets (and errors) of the list we own, which outlives the call.
     let err = unsafe { rdkafka::bindings::rd_kafka_position(consumer.client().native_ptr(), tpl.ptr()) };
     if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-        return None;
+        return;
     }
-    match tpl.elements().first()?.offset() {
-        Offset::Offset(o) => Some(o),
-        _ => None,
+    for e in tpl.elements() {
+        if let (Offset::Offset(o), Ok(())) = (e.offset(), e.error()) {
+            found(e.topic(), e.partition(), o);
+        }
     }
 }
 

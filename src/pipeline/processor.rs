@@ -17,22 +17,22 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::config::{Config, Guarantee, SnapshotStoreKind};
-use super::kafka::{self, app_position, cached_high_watermarks};
+use super::kafka::{self, app_positions, cached_high_watermarks};
 use super::metrics::{Lag, Telemetry};
-use super::task::{PartitionTask, Processed};
+use super::task::{Copier, PartitionTask, Processed, Record};
 use crate::engine::Engine;
 use crate::output::Output;
 use crate::score::Scorecard;
@@ -72,8 +72,11 @@ pub struct Shared {
     producer: ThreadedProducer<DeliveryCounter>,
     /// Where partition snapshots are kept (`None`: no snapshots; partitions rebuild by re-reading).
     snapshots: Option<Arc<dyn SnapshotStore>>,
-    /// Bumped by every rebalance, so messages polled before one are not mistaken for after.
+    /// Bumped by every rebalance and every seek back, so messages polled before one are not
+    /// mistaken for after (see [`Staged`]).
     generation: AtomicU64,
+    /// Set when a rewound input waits for the polling thread to seek it back.
+    seeks_requested: AtomicBool,
     /// The last few alerts as one-line summaries (for the demo's terminal).
     recent_alerts: Mutex<VecDeque<String>>,
 }
@@ -87,9 +90,9 @@ pub struct State {
     /// Input partitions paused because their buffer is full: (source, partition).
     paused: HashSet<(usize, i32)>,
     waiting_since: HashMap<i32, Instant>,
-    /// Partitions assigned or revoked by rebalance callbacks since the last enqueue: messages
-    /// of theirs polled before the rebalance belong to a task that no longer exists.
-    rebalanced: HashSet<i32>,
+    /// The generation at which each partition was last assigned, revoked or seeked back:
+    /// messages of its polled before then belong to a task that no longer exists.
+    reset_at: HashMap<(usize, i32), u64>,
     /// When each partition last warned that its merge waits for records not delivered yet.
     stall_warned: HashMap<i32, Instant>,
     last_input: HashMap<i32, Instant>,
@@ -204,7 +207,7 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         tpl: &mut TopicPartitionList,
     ) -> anyhow::Result<()> {
-        self.rebalanced.extend(tpl.elements().iter().map(|e| e.partition()));
+        self.mark_reset(shared, tpl);
         let committed =
             consumer.committed_offsets(tpl.clone(), TIMEOUT).context("cannot read the group's committed offsets")?;
         // Partitions arriving whole (all three topics) and new here start from a snapshot.
@@ -258,7 +261,7 @@ impl State {
             info!(partition = p, topic = e.topic(), committed = ?input.restore_until, "assigned");
         }
         for p in resets {
-            self.reset_task(shared, consumer, p, false);
+            self.reset_task(shared, p, false);
         }
         Ok(())
     }
@@ -271,10 +274,10 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         tpl: &TopicPartitionList,
     ) -> anyhow::Result<()> {
-        self.rebalanced.extend(tpl.elements().iter().map(|e| e.partition()));
+        self.mark_reset(shared, tpl);
         if consumer.assignment_lost() {
             warn!("assignment lost; aborting in-flight work");
-            self.abort(shared, consumer)?;
+            self.abort(shared)?;
         } else {
             self.commit(shared, consumer, true)?;
             let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -347,7 +350,7 @@ impl State {
                             TxnError::Fatal => return Err(anyhow!("fatal transaction error: {e}")),
                             _ => {
                                 warn!(error = %e, "commit failed; aborting and rewinding to the last commit");
-                                return self.abort(shared, consumer);
+                                return self.abort(shared);
                             }
                         },
                     }
@@ -359,7 +362,7 @@ impl State {
                 let flushed = wait_delivered(producer, TIMEOUT);
                 if flushed.is_err() || shared.stats.delivery_failures.load(Relaxed) != failed_before {
                     warn!("outputs not all delivered; rewinding to the last commit");
-                    self.rewind(shared, consumer);
+                    self.rewind(shared);
                     return Ok(());
                 }
                 if tpl.count() > 0 {
@@ -386,22 +389,22 @@ impl State {
     }
 
     /// Aborts the open transaction and rewinds every partition to its last commit.
-    fn abort(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>) -> anyhow::Result<()> {
+    fn abort(&mut self, shared: &Shared) -> anyhow::Result<()> {
         if shared.config.kafka.processing_guarantee == Guarantee::ExactlyOnce {
             shared.stats.aborts.fetch_add(1, Relaxed);
             shared.producer.abort_transaction(TIMEOUT).map_err(|e| anyhow!("cannot abort the transaction: {e}"))?;
             shared.producer.begin_transaction().map_err(|e| anyhow!("cannot begin a transaction: {e}"))?;
         }
-        self.rewind(shared, consumer);
+        self.rewind(shared);
         Ok(())
     }
 
     /// Throws away every partition's state and re-reads it up to the last commit.
-    fn rewind(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>) {
+    fn rewind(&mut self, shared: &Shared) {
         shared.stats.rewinds.fetch_add(1, Relaxed);
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for p in partitions {
-            self.reset_task(shared, consumer, p, true);
+            self.reset_task(shared, p, true);
         }
         self.dirty = false;
     }
@@ -409,7 +412,7 @@ impl State {
     /// Rebuilds partition `p`: from its newest usable snapshot, else from the beginning of its
     /// topics, re-reading up to its last commit (`to_last_commit`) or up to the offsets
     /// committed when it was assigned.
-    fn reset_task(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, p: i32, to_last_commit: bool) {
+    fn reset_task(&mut self, shared: &Shared, p: i32, to_last_commit: bool) {
         let topics = shared.config.kafka.topics.inputs();
         let old = self.tasks.remove(&p).expect("resetting a known task");
         let committed = [0, 1, 2].map(|s| {
@@ -428,7 +431,7 @@ impl State {
             }
         }
         self.tasks.insert(p, task);
-        self.retry_seeks(consumer);
+        shared.seeks_requested.store(true, Relaxed);
     }
 
     /// A task for partition `p`, whose group has committed `committed`: from the newest usable
@@ -542,12 +545,26 @@ impl State {
         }
     }
 
-    /// Seeks rewound inputs back to where their rebuilt task continues. A seek can fail while the group is
+    /// Notes that the inputs in `tpl` were just assigned or revoked (the generation was bumped
+    /// on entering the callback): their messages polled before are stale.
+    fn mark_reset(&mut self, shared: &Shared, tpl: &TopicPartitionList) {
+        let generation = shared.generation.load(Relaxed);
+        for e in tpl.elements() {
+            if let Some(source) = shared.source_of(e.topic()) {
+                self.reset_at.insert((source, e.partition()), generation);
+            }
+        }
+    }
+
+    /// Seeks rewound inputs back to where their rebuilt task continues. Runs on the polling
+    /// thread only, between polls, so every message polled afterwards is from after the seek and
+    /// every one polled before carries an older generation. A seek can fail while the group is
     /// changing (the partition is not fetching yet); until it succeeds the input's messages
     /// are dropped, so nothing from past the rewind point slips in, and it is tried again on
     /// every loop. A revoke clears it (the next owner starts from the committed offsets).
-    fn retry_seeks(&mut self, consumer: &BaseConsumer<Ctx>) {
+    fn retry_seeks(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>) {
         if self.pending_seeks.is_empty() {
+            shared.seeks_requested.store(false, Relaxed);
             return;
         }
         let mut tpl = TopicPartitionList::new();
@@ -560,6 +577,10 @@ impl State {
                     match e.error() {
                         Ok(()) => {
                             self.pending_seeks.remove(&(e.topic().to_string(), e.partition()));
+                            if let Some(source) = shared.source_of(e.topic()) {
+                                let generation = shared.generation.fetch_add(1, Relaxed) + 1;
+                                self.reset_at.insert((source, e.partition()), generation);
+                            }
                         }
                         Err(err) => {
                             warn!(topic = e.topic(), partition = e.partition(), error = %err, "seek failed; will retry")
@@ -569,6 +590,7 @@ impl State {
             }
             Err(err) => warn!(error = %err, "seek failed; will retry"),
         }
+        shared.seeks_requested.store(!self.pending_seeks.is_empty(), Relaxed);
     }
 }
 
@@ -618,7 +640,7 @@ impl Processor {
                 paused: HashSet::new(),
                 waiting_since: HashMap::new(),
                 stall_warned: HashMap::new(),
-                rebalanced: HashSet::new(),
+                reset_at: HashMap::new(),
                 last_input: HashMap::new(),
                 idle_advanced: HashMap::new(),
                 fatal: None,
@@ -629,6 +651,7 @@ impl Processor {
             producer,
             snapshots,
             generation: AtomicU64::new(0),
+            seeks_requested: AtomicBool::new(false),
             recent_alerts: Mutex::new(VecDeque::new()),
         });
         let consumer: BaseConsumer<Ctx> = kafka::consumer_config(&config)
@@ -654,114 +677,234 @@ impl Processor {
     }
 
     /// Runs until `stop` is set, then commits what was processed and leaves the group.
+    ///
+    /// Two threads: this one polls the consumer (and so runs the rebalance callbacks and the
+    /// seeks), copies each message out and hands batches over a bounded channel to a processing
+    /// thread, which buffers them in their tasks, runs the engines, produces and commits. Polling
+    /// and copying (a third of the work per event) thus overlap with the engines. The channel's
+    /// bound and the per-partition pause keep memory bounded; the polling thread never waits on
+    /// the processing one except for the state lock, which a callback needs anyway.
     pub fn run(self, stop: &AtomicBool) -> anyhow::Result<()> {
-        let Processor { shared, consumer, .. } = self;
-        let config = shared.config.clone();
-        let commit_every = Duration::from_millis(config.kafka.commit_interval_ms);
-        let mut last_commit = Instant::now();
-        let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(4096);
-        let mut busy = false;
-        let mut last_report = Instant::now();
-        // Lag is refreshed every second, and every 100 ms while it misses an owned partition
-        // (just assigned, or its watermarks not fetched yet), so the gauge is not a second stale
-        // after a rebalance.
-        let mut last_lag = Instant::now();
-        let (mut lag_complete, mut lag_generation) = (false, u64::MAX);
-        // Where the processing thread's time goes (logged on leaving): waiting in polls,
-        // buffering and processing, committing (with the snapshots taken after a commit).
-        let (mut poll_time, mut process_time, mut commit_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        let result = loop {
-            if stop.load(Relaxed) {
-                let mut state = shared.lock();
-                let committed = state.commit(&shared, &consumer, true);
-                if committed.is_ok() {
-                    state.snapshot_all(&shared);
-                }
-                break committed;
-            }
-            // Poll a batch without holding the lock (rebalance callbacks take it).
-            batch.clear();
-            // Messages polled before the loop's last rebalance: the leading `stale` of the batch.
-            let mut stale = 0;
-            let mut wait = if busy { Duration::ZERO } else { Duration::from_millis(50) };
-            let poll_started = Instant::now();
-            while batch.len() < 4096 {
-                let generation = shared.generation.load(Relaxed);
-                let polled = consumer.poll(wait);
-                if shared.generation.load(Relaxed) != generation {
-                    stale = batch.len(); // polled before the rebalance: its partitions may have moved
-                }
-                match polled {
-                    None => break,
-                    Some(Ok(m)) => batch.push(m),
-                    Some(Err(e)) => warn!(error = %e, "consumer error"),
-                }
-                wait = Duration::ZERO;
-            }
-            let mut state = shared.lock();
-            if let Some(e) = state.fatal.take() {
-                break Err(e);
-            }
-            let now = Instant::now();
-            poll_time += now - poll_started;
-            state.enqueue(&shared, &consumer, &batch, stale, now);
-            let step = state.process(&shared, &consumer, now);
-            busy = step.as_ref().is_ok_and(|worked| *worked) || !batch.is_empty();
-            if let Err(e) = step {
-                break Err(e);
-            }
-            if busy {
-                shared.stats.telemetry.batch_seconds.observe(now.elapsed().as_secs_f64());
-            }
-            let since_lag = now.duration_since(last_lag);
-            let generation = shared.generation.load(Relaxed);
-            lag_complete &= generation == lag_generation;
-            if since_lag >= Duration::from_secs(1) || (!lag_complete && since_lag >= Duration::from_millis(100)) {
-                last_lag = now;
-                lag_generation = generation;
-                let lags = state.lags(&shared, &consumer);
-                lag_complete = lags.len() == state.tasks.len() * 3;
-                *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = lags;
-            }
-            let processed = Instant::now();
-            process_time += processed - now;
-            if now.duration_since(last_commit) >= commit_every {
-                if let Err(e) = state.commit(&shared, &consumer, false) {
-                    break Err(e);
-                }
-                last_commit = now;
-                state.snapshot_due(&shared, now);
-                commit_time += processed.elapsed();
-            }
-            shared.update_readiness(&state);
-            if now.duration_since(last_report) >= Duration::from_secs(10) {
-                last_report = now;
-                let stats = &shared.stats;
-                info!(
-                    consumed = stats.consumed.iter().map(|c| c.load(Relaxed)).sum::<u64>(),
-                    applied = stats.applied.load(Relaxed),
-                    restored = stats.restored.load(Relaxed),
-                    buffered = state.tasks.values().map(PartitionTask::buffered).sum::<usize>(),
-                    paused = state.paused.len(),
-                    waiting = state.tasks.values().filter(|t| t.waiting()).count(),
-                    stalls = stats.merge_stalls.load(Relaxed),
-                    commits = stats.commits.load(Relaxed),
-                    commit_ms = stats.commit_micros.load(Relaxed) / 1000,
-                    "progress"
-                );
-            }
-        };
-        drop(batch);
-        info!(
-            poll_secs = poll_time.as_secs_f64(),
-            process_secs = process_time.as_secs_f64(),
-            commit_secs = commit_time.as_secs_f64(),
-            "leaving the group"
-        );
+        let Processor { shared, consumer, partitions } = self;
+        let finished = AtomicBool::new(false);
+        let (tx, rx) = mpsc::sync_channel::<Handover>(STAGED_BATCHES);
+        let result = std::thread::scope(|scope| {
+            let processing = std::thread::Builder::new()
+                .name("processing".into())
+                .spawn_scoped(scope, || {
+                    let result = process_loop(&shared, &consumer, rx, stop);
+                    finished.store(true, Relaxed);
+                    result
+                })
+                .expect("cannot start the processing thread");
+            let poll_time = poll_loop(&shared, &consumer, tx, partitions, stop, &finished);
+            let result = processing.join().unwrap_or_else(|_| Err(anyhow!("the processing thread panicked")));
+            info!(poll_secs = poll_time.as_secs_f64(), "leaving the group");
+            result
+        });
         drop(consumer); // closes: the revoke callback commits nothing more and releases partitions
-        let _ = wait_delivered(&shared.producer, Duration::from_secs(config.pipeline.shutdown_timeout_secs));
+        let _ = wait_delivered(&shared.producer, Duration::from_secs(shared.config.pipeline.shutdown_timeout_secs));
         result
     }
+}
+
+/// A polled message copied out of the consumer, with where it came from and the generation
+/// (see [`Shared::generation`]) read just before the poll that returned it.
+struct Staged {
+    source: usize,
+    partition: i32,
+    generation: u64,
+    record: Record,
+}
+
+/// What the polling thread hands over: messages polled since the last handover, and the
+/// consumer's positions read after the last of them (so every message below a position is in
+/// this handover or an earlier one), with the generation then.
+struct Handover {
+    messages: Vec<Staged>,
+    positions: Vec<(usize, i32, i64)>,
+    generation: u64,
+}
+
+/// Handovers in flight between the two threads, at most (each up to `POLL_BATCH` messages).
+const STAGED_BATCHES: usize = 8;
+const POLL_BATCH: usize = 4096;
+
+/// The polling thread: polls until `stop` is set or the processing thread has finished, handing
+/// batches to it. Seeks requested by the processing thread happen here, between polls. Returns
+/// the time spent in polls.
+fn poll_loop(
+    shared: &Shared,
+    consumer: &BaseConsumer<Ctx>,
+    tx: mpsc::SyncSender<Handover>,
+    partitions: i32,
+    stop: &AtomicBool,
+    finished: &AtomicBool,
+) -> Duration {
+    let copier = Copier::default();
+    let topics = shared.config.kafka.topics.inputs();
+    let mut inputs = TopicPartitionList::new();
+    for topic in topics {
+        for p in 0..partitions {
+            inputs.add_partition(topic, p);
+        }
+    }
+    let mut last_positions = Vec::new();
+    let mut poll_time = Duration::ZERO;
+    let mut batch = Vec::with_capacity(POLL_BATCH);
+    let mut wait = Duration::from_millis(50);
+    while !stop.load(Relaxed) && !finished.load(Relaxed) {
+        if shared.seeks_requested.load(Relaxed) {
+            shared.lock().retry_seeks(shared, consumer);
+        }
+        let generation = shared.generation.load(Relaxed);
+        let started = Instant::now();
+        let message = consumer.poll(wait);
+        poll_time += started.elapsed();
+        match message {
+            Some(Ok(m)) => {
+                wait = Duration::ZERO;
+                if let Some(source) = shared.source_of(m.topic()) {
+                    let record = copier.copy(m.offset(), m.key(), m.payload().unwrap_or_default());
+                    batch.push(Staged { source, partition: m.partition(), generation, record });
+                }
+                if batch.len() < POLL_BATCH {
+                    continue;
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "consumer error"),
+            None => wait = Duration::from_millis(50),
+        }
+        // Hand over what was polled, with the positions now: nothing polled is held back here,
+        // so the processing thread may judge an input at its end by them (`hold_at_end`).
+        let mut positions = Vec::with_capacity(last_positions.len());
+        app_positions(consumer, &mut inputs, |topic, p, offset| {
+            if let Some(source) = shared.source_of(topic) {
+                positions.push((source, p, offset));
+            }
+        });
+        if batch.is_empty() && positions == last_positions {
+            continue;
+        }
+        last_positions.clone_from(&positions);
+        let messages = std::mem::replace(&mut batch, Vec::with_capacity(POLL_BATCH));
+        let generation = shared.generation.load(Relaxed);
+        if tx.send(Handover { messages, positions, generation }).is_err() {
+            break; // the processing thread has stopped
+        }
+    }
+    poll_time
+}
+
+/// The processing thread: buffers what the polling thread hands over, runs the tasks, produces,
+/// commits every `commit_interval_ms` and snapshots; on `stop` (or when the polling thread is
+/// gone) commits what was processed and snapshots every partition.
+fn process_loop(
+    shared: &Shared,
+    consumer: &BaseConsumer<Ctx>,
+    rx: mpsc::Receiver<Handover>,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let config = shared.config.clone();
+    let commit_every = Duration::from_millis(config.kafka.commit_interval_ms);
+    let mut last_commit = Instant::now();
+    let mut busy = false;
+    let mut last_report = Instant::now();
+    // Lag is refreshed every second, and every 100 ms while it misses an owned partition
+    // (just assigned, or its watermarks not fetched yet), so the gauge is not a second stale
+    // after a rebalance.
+    let mut last_lag = Instant::now();
+    let (mut lag_complete, mut lag_generation) = (false, u64::MAX);
+    // Where the processing thread's time goes (logged on leaving): waiting for messages,
+    // buffering and processing, committing (with the snapshots taken after a commit).
+    let (mut wait_time, mut process_time, mut commit_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let mut staged: Vec<Handover> = Vec::new();
+    let result = loop {
+        let waited = Instant::now();
+        let mut gone = false;
+        let wait = if busy { Duration::ZERO } else { Duration::from_millis(20) };
+        match rx.recv_timeout(wait) {
+            Ok(batch) => staged.push(batch),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => gone = true,
+        }
+        while staged.len() < STAGED_BATCHES {
+            match rx.try_recv() {
+                Ok(batch) => staged.push(batch),
+                Err(_) => break,
+            }
+        }
+        if stop.load(Relaxed) || gone {
+            let mut state = shared.lock();
+            let committed = state.commit(shared, consumer, true);
+            if committed.is_ok() {
+                state.snapshot_all(shared);
+            }
+            break committed;
+        }
+        let mut state = shared.lock();
+        if let Some(e) = state.fatal.take() {
+            break Err(e);
+        }
+        let now = Instant::now();
+        wait_time += now - waited;
+        let received = !staged.is_empty();
+        for batch in staged.drain(..) {
+            state.enqueue(shared, consumer, batch, now);
+        }
+        let step = state.process(shared, consumer, now);
+        busy = step.as_ref().is_ok_and(|worked| *worked) || received;
+        if let Err(e) = step {
+            break Err(e);
+        }
+        if busy {
+            shared.stats.telemetry.batch_seconds.observe(now.elapsed().as_secs_f64());
+        }
+        let since_lag = now.duration_since(last_lag);
+        let generation = shared.generation.load(Relaxed);
+        lag_complete &= generation == lag_generation;
+        if since_lag >= Duration::from_secs(1) || (!lag_complete && since_lag >= Duration::from_millis(100)) {
+            last_lag = now;
+            lag_generation = generation;
+            let lags = state.lags(shared, consumer);
+            lag_complete = lags.len() == state.tasks.len() * 3;
+            *shared.stats.telemetry.lag.lock().unwrap_or_else(|p| p.into_inner()) = lags;
+        }
+        let processed = Instant::now();
+        process_time += processed - now;
+        if now.duration_since(last_commit) >= commit_every {
+            if let Err(e) = state.commit(shared, consumer, false) {
+                break Err(e);
+            }
+            last_commit = now;
+            state.snapshot_due(shared, now);
+            commit_time += processed.elapsed();
+        }
+        shared.update_readiness(&state);
+        if now.duration_since(last_report) >= Duration::from_secs(10) {
+            last_report = now;
+            let stats = &shared.stats;
+            info!(
+                consumed = stats.consumed.iter().map(|c| c.load(Relaxed)).sum::<u64>(),
+                applied = stats.applied.load(Relaxed),
+                restored = stats.restored.load(Relaxed),
+                buffered = state.tasks.values().map(PartitionTask::buffered).sum::<usize>(),
+                paused = state.paused.len(),
+                waiting = state.tasks.values().filter(|t| t.waiting()).count(),
+                stalls = stats.merge_stalls.load(Relaxed),
+                commits = stats.commits.load(Relaxed),
+                commit_ms = stats.commit_micros.load(Relaxed) / 1000,
+                "progress"
+            );
+        }
+    };
+    info!(
+        wait_secs = wait_time.as_secs_f64(),
+        process_secs = process_time.as_secs_f64(),
+        commit_secs = commit_time.as_secs_f64(),
+        "processing stopped"
+    );
+    result
 }
 
 impl State {
@@ -805,7 +948,7 @@ impl State {
             let caught_up = if seek_pending(pending_seeks, topics[s], p) {
                 None
             } else {
-                input.caught_up(app_position(consumer, topics[s], p), cached_high_watermarks(consumer, topics[s], p))
+                input.caught_up(input.consumer_position, cached_high_watermarks(consumer, topics[s], p))
             };
             if caught_up == Some(true) {
                 input.at_end = true;
@@ -816,43 +959,45 @@ impl State {
         held
     }
 
-    /// Buffers a polled batch in the partitions' tasks. The first `stale` messages were polled
-    /// before a rebalance: those of partitions it assigned or revoked are dropped (their task
-    /// was rebuilt and fetches again from its own start), the others kept, since a cooperative
-    /// rebalance leaves the partitions it does not move fetching where they were.
-    fn enqueue(
-        &mut self,
-        shared: &Shared,
-        consumer: &BaseConsumer<Ctx>,
-        batch: &[BorrowedMessage<'_>],
-        stale: usize,
-        now: Instant,
-    ) {
+    /// Buffers polled messages in the partitions' tasks. Messages of an input assigned, revoked
+    /// or seeked back since they were polled are dropped: they belong to a task that no longer
+    /// exists, and the input fetches again from where the new task starts. Others are kept
+    /// (a cooperative rebalance leaves the inputs it does not move fetching where they were).
+    fn enqueue(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, handover: Handover, now: Instant) {
         let max = shared.config.pipeline.max_buffered_per_partition;
         let hold_ends = shared.config.pipeline.max_task_idle_ms > 0;
+        let topics = shared.config.kafka.topics.inputs();
         let mut pause = TopicPartitionList::new();
-        for (i, m) in batch.iter().enumerate() {
-            let Some(source) = shared.source_of(m.topic()) else { continue };
-            let p = m.partition();
-            if i < stale && self.rebalanced.contains(&p) {
+        for m in handover.messages {
+            let (source, p) = (m.source, m.partition);
+            if self.reset_at.get(&(source, p)).is_some_and(|g| m.generation < *g) {
                 continue;
             }
             let Some(task) = self.tasks.get_mut(&p) else { continue };
-            if seek_pending(&self.pending_seeks, m.topic(), p) {
+            if seek_pending(&self.pending_seeks, topics[source], p) {
                 continue; // from before a rewind whose seek has not happened yet
             }
             shared.stats.consumed[source].fetch_add(1, Relaxed);
-            task.push(source, m.offset(), m.key(), m.payload().unwrap_or_default());
+            task.push_record(source, m.record);
             if hold_ends {
                 // New data: give the other inputs `max_task_idle_ms` again to deliver theirs.
                 task.inputs.iter_mut().for_each(|i| i.at_end = false);
             }
             self.last_input.insert(p, now);
             if task.inputs[source].len() >= max && self.paused.insert((source, p)) {
-                let _ = pause.add_partition(m.topic(), p);
+                let _ = pause.add_partition(topics[source], p);
             }
         }
-        self.rebalanced.clear();
+        for (source, p, position) in handover.positions {
+            if self.reset_at.get(&(source, p)).is_some_and(|g| handover.generation < *g)
+                || seek_pending(&self.pending_seeks, topics[source], p)
+            {
+                continue;
+            }
+            if let Some(task) = self.tasks.get_mut(&p) {
+                task.inputs[source].consumer_position = Some(position);
+            }
+        }
         if pause.count() > 0 {
             if let Err(e) = consumer.pause(&pause) {
                 warn!(error = %e, "cannot pause");
@@ -868,7 +1013,6 @@ impl State {
         let max_idle = Duration::from_millis(config.pipeline.max_task_idle_ms);
         let mut worked = false;
         let mut done = Processed::default();
-        self.retry_seeks(consumer);
         for (p, task) in self.tasks.iter_mut() {
             if task.waiting() {
                 let since = *self.waiting_since.entry(*p).or_insert(now);

@@ -28,6 +28,28 @@ pub struct Record {
     pub payload: Box<[u8]>,
 }
 
+/// Builds [`Record`]s from polled messages, off the processing thread.
+pub struct Copier {
+    finder: memmem::Finder<'static>,
+}
+
+impl Default for Copier {
+    fn default() -> Self {
+        Copier { finder: timestamp_finder() }
+    }
+}
+
+impl Copier {
+    /// A record of a message: its bytes copied and its event time read (`Millis::MIN` if it cannot be).
+    pub fn copy(&self, offset: i64, key: Option<&[u8]>, payload: &[u8]) -> Record {
+        Copier::record(offset, quick_timestamp(&self.finder, payload), key, payload)
+    }
+
+    fn record(offset: i64, time: Option<Millis>, key: Option<&[u8]>, payload: &[u8]) -> Record {
+        Record { offset, time: time.unwrap_or(Millis::MIN), key: key.map(Box::from), payload: Box::from(payload) }
+    }
+}
+
 /// A topic partition's buffered records and what is known of its position.
 #[derive(Debug, Default)]
 pub struct TopicInput {
@@ -47,6 +69,9 @@ pub struct TopicInput {
     pub committed: Option<i64>,
     /// The offset after the last message buffered: where fetching continues.
     pub fetched: Option<i64>,
+    /// The consumer's position as the polling thread last read it when every message it had
+    /// polled of this input was on its way here (see [`TopicInput::caught_up`]).
+    pub consumer_position: Option<i64>,
 }
 
 impl TopicInput {
@@ -159,12 +184,21 @@ impl PartitionTask {
 
     /// Buffers a message of source `source` (0 usage, 1 support, 2 billing).
     pub fn push(&mut self, source: usize, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+        let time = quick_timestamp(&self.finder, payload);
+        self.push_record(source, Copier::record(offset, time, key, payload));
+    }
+
+    /// Buffers a record copied out of the consumer by [`Copier::record`] (on the polling thread,
+    /// which also read its event time: `Millis::MIN` if it could not be read).
+    pub fn push_record(&mut self, source: usize, mut record: Record) {
         let input = &mut self.inputs[source];
-        let time = quick_timestamp(&self.finder, payload).unwrap_or(input.last_time);
-        input.last_time = time;
+        if record.time == Millis::MIN {
+            record.time = input.last_time;
+        }
+        input.last_time = record.time;
         input.at_end = false;
-        input.fetched = Some(offset + 1);
-        input.queue.push_back(Record { offset, time, key: key.map(Box::from), payload: Box::from(payload) });
+        input.fetched = Some(record.offset + 1);
+        input.queue.push_back(record);
     }
 
     /// Messages buffered over the three topics.
