@@ -31,26 +31,26 @@ test:
 	$(CARGO) test --release --locked
 	$(MAKE) test-kafka
 
-## The Kafka tests: start a local broker (scripts/kafka.sh; Java + Maven), run them, stop it.
-## With KAFKA_BROKERS set, they run against that cluster instead and no broker is started.
-test-kafka:
+# Runs $(1) with KAFKA_BROKERS set: that cluster if it is set, else the local broker
+# (scripts/kafka.sh; Java + Maven), started for the run and stopped after it, or left running
+# if it was already running before.
+define with_broker
 	@if [ -n "$$KAFKA_BROKERS" ]; then \
-		$(CARGO) test --release --locked --test kafka -- --ignored --test-threads=1; \
+		$(1); \
+	elif scripts/kafka.sh status >/dev/null 2>&1; then \
+		export KAFKA_BROKERS="$$(scripts/kafka.sh up)" && $(1); \
 	else \
-		export KAFKA_BROKERS="$$(scripts/kafka.sh up)" && \
-		trap 'scripts/kafka.sh down' EXIT && \
-		$(CARGO) test --release --locked --test kafka -- --ignored --test-threads=1; \
+		export KAFKA_BROKERS="$$(scripts/kafka.sh up)" && trap 'scripts/kafka.sh down' EXIT && $(1); \
 	fi
+endef
+
+## The Kafka tests on a real broker (see with_broker).
+test-kafka:
+	$(call with_broker,$(CARGO) test --release --locked --test kafka -- --ignored --test-threads=1)
 
 ## healthscore draining >= 5 M events from a real broker vs a consumer that only counts.
 bench-kafka:
-	@if [ -n "$$KAFKA_BROKERS" ]; then \
-		$(CARGO) bench --locked --bench kafka; \
-	else \
-		export KAFKA_BROKERS="$$(scripts/kafka.sh up)" && \
-		trap 'scripts/kafka.sh down' EXIT && \
-		$(CARGO) bench --locked --bench kafka; \
-	fi
+	$(call with_broker,$(CARGO) bench --locked --bench kafka)
 
 ## Benchmarks: hot path against a serde_json reference, then state size and timer cost at 1M customers.
 bench:
