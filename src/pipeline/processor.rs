@@ -594,6 +594,13 @@ impl State {
     }
 }
 
+/// Whether what was polled of input (`source`, `p`) in `generation` is from before the input was
+/// last assigned, revoked or seeked back (at the generation `reset_at` holds for it), and so
+/// belongs to a task that no longer exists.
+fn stale(reset_at: &HashMap<(usize, i32), u64>, source: usize, p: i32, generation: u64) -> bool {
+    reset_at.get(&(source, p)).is_some_and(|reset| generation < *reset)
+}
+
 /// Whether input `topic` of partition `p` was rewound and its seek back has not succeeded yet
 /// (its consumer position and any message of it polled meanwhile are from before the rewind).
 fn seek_pending(pending_seeks: &HashMap<(String, i32), Offset>, topic: &str, p: i32) -> bool {
@@ -978,7 +985,7 @@ impl State {
         let mut pause = TopicPartitionList::new();
         for m in handover.messages {
             let (source, p) = (m.source, m.partition);
-            if self.reset_at.get(&(source, p)).is_some_and(|g| m.generation < *g) {
+            if stale(&self.reset_at, source, p, m.generation) {
                 continue;
             }
             let Some(task) = self.tasks.get_mut(&p) else { continue };
@@ -997,7 +1004,7 @@ impl State {
             }
         }
         for (source, p, position) in handover.positions {
-            if self.reset_at.get(&(source, p)).is_some_and(|g| handover.generation < *g)
+            if stale(&self.reset_at, source, p, handover.generation)
                 || seek_pending(&self.pending_seeks, topics[source], p)
             {
                 continue;
@@ -1217,4 +1224,20 @@ fn snapshot_store(config: &Config) -> anyhow::Result<Option<Arc<dyn SnapshotStor
         SnapshotStoreKind::Dir => Some(Arc::new(snapshot::dir::DirStore::new(&c.dir, c.keep)?)),
         SnapshotStoreKind::Kafka => Some(Arc::new(snapshot::kafka::KafkaStore::new(config)?)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_an_input_polled_before_its_reset_is_stale() {
+        let mut reset_at = HashMap::new();
+        assert!(!stale(&reset_at, 0, 1, 0), "an input never reset keeps everything");
+        reset_at.insert((0, 1), 5);
+        assert!(stale(&reset_at, 0, 1, 4), "polled before the reset");
+        assert!(!stale(&reset_at, 0, 1, 5), "polled after it");
+        assert!(!stale(&reset_at, 1, 1, 4), "another topic of the same partition was not reset");
+        assert!(!stale(&reset_at, 0, 2, 4), "nor the same topic's other partition");
+    }
 }
