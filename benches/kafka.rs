@@ -265,10 +265,9 @@ fn latency(t: &Topics, rate: f64) -> (Visible, Visible) {
     );
     if std::env::var("BENCH_LATENCY_SERIES").is_ok() {
         // The worst latency in each run of 50 probes, to tell a start-up transient from stalls.
-        for chunk in (0..PROBES).collect::<Vec<_>>().chunks(50) {
+        for first in (0..PROBES).step_by(50) {
             let worst = |seen: &HashMap<String, Instant>| {
-                chunk
-                    .iter()
+                (first..(first + 50).min(PROBES))
                     .filter_map(|i| {
                         let id = format!("probe-{i}");
                         seen.get(&id).map(|v| v.saturating_duration_since(sent[&id]).as_millis())
@@ -277,8 +276,7 @@ fn latency(t: &Topics, rate: f64) -> (Visible, Visible) {
                     .unwrap_or(0)
             };
             println!(
-                "probes {:4}..: worst committed {} ms, uncommitted {} ms",
-                chunk[0],
+                "probes {first:4}..: worst committed {} ms, uncommitted {} ms",
                 worst(&committed),
                 worst(&uncommitted)
             );

@@ -689,8 +689,9 @@ impl Processor {
     /// seeks), copies each message out and hands batches over a bounded channel to a processing
     /// thread, which buffers them in their tasks, runs the engines, produces and commits. Polling
     /// and copying (a third of the work per event) thus overlap with the engines. The channel's
-    /// bound and the per-partition pause keep memory bounded; the polling thread never waits on
-    /// the processing one except for the state lock, which a callback needs anyway.
+    /// bound and the per-partition pause keep memory bounded; the polling thread waits on the
+    /// processing one only when that channel is full, and for the state lock, which a callback
+    /// needs anyway.
     pub fn run(self, stop: &AtomicBool) -> anyhow::Result<()> {
         let Processor { shared, consumer, partitions } = self;
         let finished = AtomicBool::new(false);
@@ -940,14 +941,16 @@ impl State {
         lags
     }
 
-    /// Decides, for partition `p`'s waiting merge, which of its empty inputs are at their end. An input whose consumer position has reached the broker's high
-    /// watermark (and any offset known to be committed) is at its end: quiet, it no longer holds
-    /// the merge up. An input with unread records on the broker, or whose end is not known yet,
-    /// holds it up for as long as that lasts: those records may be older than the other inputs'
-    /// heads, and going on without them would make the order (and so state and outputs) depend
-    /// on fetch timing instead of the data (Kafka Streams' rule since KIP-695). Returns the
-    /// topics that still hold the merge up. Inputs with a rewind seek pending are not judged (the
-    /// consumer's position there is from before the rewind).
+    /// Decides, for partition `p`'s waiting merge, which of its empty inputs are at their end.
+    /// An input whose consumer position (as last handed over by the polling thread, see
+    /// [`Handover`]) has reached the broker's high watermark (and any offset known to be
+    /// committed) is at its end: quiet, it no longer holds the merge up. An input with unread
+    /// records on the broker, or whose end is not known yet, holds it up for as long as that
+    /// lasts: those records may be older than the other inputs' heads, and going on without
+    /// them would make the order (and so state and outputs) depend on fetch timing instead of
+    /// the data (Kafka Streams' rule since KIP-695). Returns the topics that still hold the
+    /// merge up. Inputs with a rewind seek pending are not judged (the consumer's position
+    /// there is from before the rewind).
     fn hold_at_end<'t>(
         pending_seeks: &HashMap<(String, i32), Offset>,
         consumer: &BaseConsumer<Ctx>,

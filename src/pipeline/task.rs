@@ -7,7 +7,8 @@
 //! [`TopicInput::caught_up`]). It never gives up on a topic the broker holds unread records
 //! of, however long they take to arrive. So the order in which records reach the engine
 //! depends on the data, not on how fetches happened to interleave, and re-reading the same
-//! offsets after a crash rebuilds the same state and the same decisions. That is what makes recovery by re-reading exact.
+//! offsets after a crash rebuilds the same state and the same decisions. That is what makes
+//! recovery by re-reading exact.
 
 use std::collections::VecDeque;
 
@@ -62,11 +63,7 @@ impl Default for Copier {
 impl Copier {
     /// A record of a message: its bytes copied and its event time read (`Millis::MIN` if it cannot be).
     pub fn copy(&self, offset: i64, key: Option<&[u8]>, payload: &[u8]) -> Record {
-        Copier::record(offset, quick_timestamp(&self.finder, payload), key, payload)
-    }
-
-    fn record(offset: i64, time: Option<Millis>, key: Option<&[u8]>, payload: &[u8]) -> Record {
-        Record::new(offset, time.unwrap_or(Millis::MIN), key, payload)
+        Record::new(offset, quick_timestamp(&self.finder, payload).unwrap_or(Millis::MIN), key, payload)
     }
 }
 
@@ -166,13 +163,12 @@ pub struct PartitionTask {
     pub partition: i32,
     pub engine: Engine,
     pub inputs: [TopicInput; 3],
-    finder: memmem::Finder<'static>,
 }
 
 impl PartitionTask {
     pub fn new(partition: i32, engine: Engine) -> Self {
         let input = || TopicInput { last_time: Millis::MIN, position_time: Millis::MIN, ..Default::default() };
-        PartitionTask { partition, engine, inputs: [input(), input(), input()], finder: timestamp_finder() }
+        PartitionTask { partition, engine, inputs: [input(), input(), input()] }
     }
 
     /// A task continuing from a snapshot: `engine` reflects each input up to `offsets` (the
@@ -202,14 +198,9 @@ impl PartitionTask {
         !self.restoring() && self.inputs.iter().all(|i| i.position.is_none() || i.position == i.committed)
     }
 
-    /// Buffers a message of source `source` (0 usage, 1 support, 2 billing).
-    pub fn push(&mut self, source: usize, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
-        let time = quick_timestamp(&self.finder, payload);
-        self.push_record(source, Copier::record(offset, time, key, payload));
-    }
-
-    /// Buffers a record copied out of the consumer by [`Copier::record`] (on the polling thread,
-    /// which also read its event time: `Millis::MIN` if it could not be read).
+    /// Buffers a record of source `source` (0 usage, 1 support, 2 billing), copied out of the
+    /// consumer by [`Copier::copy`] (on the polling thread, which also read its event time:
+    /// `Millis::MIN` if it could not be read).
     pub fn push_record(&mut self, source: usize, mut record: Record) {
         let input = &mut self.inputs[source];
         if record.time == Millis::MIN {
@@ -319,6 +310,12 @@ mod tests {
     use super::*;
     use crate::engine::EngineConfig;
     use crate::score::Scorecard;
+
+    impl PartitionTask {
+        fn push(&mut self, source: usize, offset: i64, key: Option<&[u8]>, payload: &[u8]) {
+            self.push_record(source, Copier::default().copy(offset, key, payload));
+        }
+    }
 
     fn task() -> PartitionTask {
         PartitionTask::new(0, Engine::new(Arc::new(Scorecard::default_scorecard()), EngineConfig::default()))
