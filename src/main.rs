@@ -212,6 +212,11 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        // Handlers first: a SIGTERM while the processor is still connecting (which can take
+        // seconds) then stops it gracefully instead of killing it.
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Stats::default());
         // Bound first, so a taken port stops the start before the group is joined.
@@ -242,9 +247,8 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
             let _ = done_tx.send(());
             r
         });
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
             _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
             _ = &mut done_rx => {}
         }

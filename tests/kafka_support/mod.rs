@@ -288,8 +288,15 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// SIGTERM, and the exit status.
+    /// SIGTERM, and the exit status. Sent once the service has started (its signal handlers are
+    /// in place by then): a test with nothing left to wait for may stop it right after the spawn,
+    /// before the process could handle a signal at all.
     pub fn stop(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !self.logs().contains("processor started") && self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "not started after 40 s; log:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
         send_signal(self.child.id(), "-TERM");
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
