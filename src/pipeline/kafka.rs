@@ -4,6 +4,7 @@ use std::ffi::CString;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -181,4 +182,148 @@ pub fn dead_letter_headers(reason: &str, message: &str, topic: &str, partition: 
         .insert(Header { key: "source_topic", value: Some(topic) })
         .insert(Header { key: "source_partition", value: Some(&partition.to_string()) })
         .insert(Header { key: "source_offset", value: Some(&offset.to_string()) })
+}
+
+/// What [`FetchQueue::consume`] hands out: a message of one of the input topics (borrowed
+/// until the callback returns), or a consumer error reported for a partition.
+pub enum Fetched<'m> {
+    Message { source: usize, partition: i32, offset: i64, key: Option<&'m [u8]>, payload: &'m [u8] },
+    Error(KafkaError),
+}
+
+/// The fetched messages of the assigned partitions, forwarded out of the consumer queue into a
+/// queue of their own and read in batches.
+///
+/// Why: rust-rdkafka's `poll` returns one message per call, and each call costs librdkafka a
+/// queue lock, two clock reads and an event; at a million messages a second that was a third of
+/// the polling thread. `rd_kafka_consume_batch_queue` serves thousands per call, but on the
+/// consumer queue it would also serve the rebalance events, which rust-rdkafka handles only
+/// through `poll`. So each partition's fetch queue is forwarded here (before it is assigned, so
+/// no message of it reaches the consumer queue first), while rebalances, commits and errors stay
+/// on the consumer queue, which `poll` keeps serving.
+///
+/// librdkafka clears a partition's forwarding when it stops fetching it (unassign, revoke), and,
+/// because the application set it, does not restore it when fetching starts again: messages then
+/// wait in the partition's own queue, in order, until [`forward`](Self::forward) is called again,
+/// which moves them here. The polling thread therefore forwards on every assignment and
+/// periodically.
+pub struct FetchQueue {
+    queue: *mut rdkafka::bindings::rd_kafka_queue_t,
+    client: *mut rdkafka::bindings::rd_kafka_t,
+    batch: Vec<*mut rdkafka::bindings::rd_kafka_message_t>,
+    /// Input topics by librdkafka's topic handle (stable while the client lives), so a message's
+    /// topic is told by a pointer, not by reading its name.
+    topics: Vec<(*mut rdkafka::bindings::rd_kafka_topic_t, Option<usize>)>,
+}
+
+// SAFETY: librdkafka's queue and client handles are thread-safe; the batch buffer only holds
+// pointers between a consume call and the destruction of the messages within that same call.
+unsafe impl Send for FetchQueue {}
+
+impl FetchQueue {
+    /// A new, empty queue of `consumer`'s client. Must be dropped before the consumer is (see
+    /// `Processor::run`): librdkafka frees what is left in it then.
+    pub fn new<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> FetchQueue {
+        let client = consumer.client().native_ptr();
+        // SAFETY: the client pointer is valid for the consumer's lifetime; the queue is
+        // destroyed in Drop, before the consumer (see above).
+        let queue = unsafe { rdkafka::bindings::rd_kafka_queue_new(client) };
+        FetchQueue { queue, client, batch: Vec::new(), topics: Vec::new() }
+    }
+
+    /// Forwards the fetch queues of the partitions in `partitions` here. Idempotent; moves any
+    /// message waiting in a partition's own queue here, after those already here.
+    pub fn forward(&self, partitions: &TopicPartitionList) {
+        for e in partitions.elements() {
+            let Ok(topic) = CString::new(e.topic()) else { continue };
+            // SAFETY: valid client; the partition queue handle is released right after use (the
+            // forwarding keeps its own reference to our queue).
+            unsafe {
+                let partition =
+                    rdkafka::bindings::rd_kafka_queue_get_partition(self.client, topic.as_ptr(), e.partition());
+                if !partition.is_null() {
+                    rdkafka::bindings::rd_kafka_queue_forward(partition, self.queue);
+                    rdkafka::bindings::rd_kafka_queue_destroy(partition);
+                }
+            }
+        }
+    }
+
+    /// Serves up to `max` messages: waits up to `timeout` for the first one (librdkafka waits
+    /// the whole timeout for a batch to fill, so callers wanting "whatever is there" pass zero,
+    /// and block with `max` = 1). Calls `each` per message in queue order (each partition's in
+    /// offset order) with the input index `source_of` gives its topic; messages of other topics
+    /// are skipped. Returns the number of messages served, errors included.
+    pub fn consume(
+        &mut self,
+        timeout: Duration,
+        max: usize,
+        source_of: impl Fn(&str) -> Option<usize>,
+        mut each: impl FnMut(Fetched<'_>),
+    ) -> usize {
+        self.batch.clear();
+        self.batch.reserve(max);
+        let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        // SAFETY: the buffer has room for `max` pointers; librdkafka writes `n` of them, each a
+        // message we own until rd_kafka_message_destroy below.
+        let n = unsafe {
+            let n =
+                rdkafka::bindings::rd_kafka_consume_batch_queue(self.queue, timeout_ms, self.batch.as_mut_ptr(), max);
+            let n = n.max(0) as usize;
+            self.batch.set_len(n);
+            n
+        };
+        for i in 0..n {
+            let m = self.batch[i];
+            // SAFETY: `m` is a valid message until destroyed at the end of this iteration; the
+            // slices borrow its buffers only for the callback.
+            unsafe {
+                let msg = &*m;
+                if msg.err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    each(Fetched::Error(KafkaError::MessageConsumption(msg.err.into())));
+                } else if let Some(source) = self.source(msg.rkt, &source_of) {
+                    let bytes = |p: *mut std::ffi::c_void, len: usize| {
+                        if p.is_null() {
+                            None
+                        } else {
+                            Some(std::slice::from_raw_parts(p as *const u8, len))
+                        }
+                    };
+                    each(Fetched::Message {
+                        source,
+                        partition: msg.partition,
+                        offset: msg.offset,
+                        key: bytes(msg.key, msg.key_len),
+                        payload: bytes(msg.payload, msg.len).unwrap_or_default(),
+                    });
+                }
+                rdkafka::bindings::rd_kafka_message_destroy(m);
+            }
+        }
+        self.batch.clear();
+        n
+    }
+
+    fn source(
+        &mut self,
+        rkt: *mut rdkafka::bindings::rd_kafka_topic_t,
+        source_of: &impl Fn(&str) -> Option<usize>,
+    ) -> Option<usize> {
+        if let Some((_, source)) = self.topics.iter().find(|(t, _)| *t == rkt) {
+            return *source;
+        }
+        // SAFETY: a message's topic handle is valid while the message is; the name is copied.
+        let name = unsafe { std::ffi::CStr::from_ptr(rdkafka::bindings::rd_kafka_topic_name(rkt)) };
+        let source = name.to_str().ok().and_then(source_of);
+        self.topics.push((rkt, source));
+        source
+    }
+}
+
+impl Drop for FetchQueue {
+    fn drop(&mut self) {
+        // SAFETY: the queue was created in `new` and is destroyed once; partitions still
+        // forwarding here keep it alive (and drop what reaches it) until librdkafka unassigns them.
+        unsafe { rdkafka::bindings::rd_kafka_queue_destroy(self.queue) };
+    }
 }

@@ -30,7 +30,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
 use super::config::{Config, Guarantee, SnapshotStoreKind};
-use super::kafka::{self, app_positions, cached_high_watermarks};
+use super::kafka::{self, app_positions, cached_high_watermarks, FetchQueue, Fetched};
 use super::metrics::{Lag, Telemetry};
 use super::task::{Copier, PartitionTask, Processed, Record};
 use crate::engine::Engine;
@@ -79,6 +79,10 @@ pub struct Shared {
     seeks_requested: AtomicBool,
     /// The last few alerts as one-line summaries (for the demo's terminal).
     recent_alerts: Mutex<VecDeque<String>>,
+    /// Where the assigned partitions' messages are fetched to (see [`FetchQueue`]): set once the
+    /// consumer exists, taken before it is dropped. The polling thread reads it; the assign
+    /// callback (on the same thread, never while it is read) forwards new partitions to it.
+    fetch: Mutex<Option<FetchQueue>>,
 }
 
 /// The partitions this instance owns.
@@ -138,6 +142,11 @@ impl ConsumerContext for Ctx {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let prepared = state.assign(shared, consumer, tpl);
+                // Before librdkafka starts fetching them, so none of their messages goes to the
+                // consumer queue first (where it would be read after later ones).
+                if let Some(fetch) = shared.fetch.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    fetch.forward(tpl);
+                }
                 let assigned = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 prepared.and(assigned.map_err(|e| anyhow!("assign failed: {e}")))
             }
@@ -660,11 +669,13 @@ impl Processor {
             generation: AtomicU64::new(0),
             seeks_requested: AtomicBool::new(false),
             recent_alerts: Mutex::new(VecDeque::new()),
+            fetch: Mutex::new(None),
         });
         let consumer: BaseConsumer<Ctx> = kafka::consumer_config(&config)
             .create_with_context(Ctx(shared.clone()))
             .context("cannot create the consumer")?;
         let partitions = kafka::check_topics(&consumer, &config)?;
+        *shared.fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(FetchQueue::new(&consumer));
         if config.kafka.processing_guarantee == Guarantee::ExactlyOnce {
             shared.producer.init_transactions(TIMEOUT).context("cannot initialise transactions")?;
             shared.producer.begin_transaction().context("cannot begin a transaction")?;
@@ -715,6 +726,8 @@ impl Processor {
             );
             result
         });
+        // librdkafka frees what is left in the fetch queue when it is destroyed: before the client.
+        drop(shared.fetch.lock().unwrap_or_else(|p| p.into_inner()).take());
         drop(consumer); // closes: the revoke callback commits nothing more and releases partitions
         let _ = wait_delivered(&shared.producer, Duration::from_secs(shared.config.pipeline.shutdown_timeout_secs));
         result
@@ -741,7 +754,13 @@ struct Handover {
 
 /// Handovers in flight between the two threads, at most (each up to `POLL_BATCH` messages).
 const STAGED_BATCHES: usize = 8;
+/// Messages read from the fetch queue per call, at most.
 const POLL_BATCH: usize = 4096;
+/// How long the polling thread blocks on an empty fetch queue: also how late, at worst, it
+/// notices a rebalance, a requested seek or a stop while idle.
+const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How often the assigned partitions are forwarded to the fetch queue again (see there).
+const REFORWARD_EVERY: Duration = Duration::from_millis(100);
 
 /// The polling thread: polls until `stop` is set or the processing thread has finished, handing
 /// batches to it. Seeks requested by the processing thread happen here, between polls. Returns
@@ -762,32 +781,61 @@ fn poll_loop(
             inputs.add_partition(topic, p);
         }
     }
+    let source_of = |topic: &str| shared.source_of(topic);
     let mut last_positions = Vec::new();
     // Time blocked handing over to a busy processing thread (the rest is polling and copying;
-    // timed per handover, not per poll: a clock read per message cost a tenth of this thread).
+    // timed per handover, not per message: a clock read per message cost a tenth of this thread).
     let mut blocked = Duration::ZERO;
     let mut batch = Vec::with_capacity(POLL_BATCH);
-    let mut wait = Duration::from_millis(50);
+    let mut idle = true;
+    let mut forwarded: Option<(u64, Instant)> = None;
     while !stop.load(Relaxed) && !finished.load(Relaxed) {
         if shared.seeks_requested.load(Relaxed) {
             shared.lock().retry_seeks(shared, consumer);
         }
-        let generation = shared.generation.load(Relaxed);
-        let message = consumer.poll(wait);
-        match message {
-            Some(Ok(m)) => {
-                wait = Duration::ZERO;
-                if let Some(source) = shared.source_of(m.topic()) {
-                    let record = copier.copy(m.offset(), m.key(), m.payload().unwrap_or_default());
-                    batch.push(Staged { source, partition: m.partition(), generation, record });
+        // The consumer queue: rebalance callbacks, commit results, errors. A message comes this
+        // way only if librdkafka fetched its partition before it was forwarded; it is older than
+        // any of its partition's in the fetch queue, so it is taken first.
+        loop {
+            let generation = shared.generation.load(Relaxed);
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(m)) => {
+                    if let Some(source) = shared.source_of(m.topic()) {
+                        let record = copier.copy(m.offset(), m.key(), m.payload().unwrap_or_default());
+                        batch.push(Staged { source, partition: m.partition(), generation, record });
+                    }
                 }
-                if batch.len() < POLL_BATCH {
-                    continue;
-                }
+                Some(Err(e)) => warn!(error = %e, "consumer error"),
+                None => break, // empty, or a callback ran: the fetch queue's turn
             }
-            Some(Err(e)) => warn!(error = %e, "consumer error"),
-            None => wait = Duration::from_millis(50),
         }
+        let generation = shared.generation.load(Relaxed);
+        let mut fetch = shared.fetch.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(fetch) = fetch.as_mut() else { break };
+        // librdkafka drops a partition's forwarding when it stops fetching it; a partition
+        // reassigned before that stop completed waits, in order, until forwarded again.
+        if forwarded.is_none_or(|(g, at)| g != generation || at.elapsed() >= REFORWARD_EVERY) {
+            if let Ok(assignment) = consumer.assignment() {
+                fetch.forward(&assignment);
+            }
+            forwarded = Some((generation, Instant::now()));
+        }
+        let mut stage = |f: Fetched<'_>| match f {
+            Fetched::Message { source, partition, offset, key, payload } => {
+                batch.push(Staged { source, partition, generation, record: copier.copy(offset, key, payload) });
+            }
+            Fetched::Error(e) => warn!(error = %e, "consumer error"),
+        };
+        // Idle: block for one message (a batch read would wait the whole timeout to fill up),
+        // then take whatever else is there.
+        let mut served = 0;
+        if idle {
+            served = fetch.consume(IDLE_WAIT, 1, source_of, &mut stage);
+        }
+        if served > 0 || !idle {
+            served += fetch.consume(Duration::ZERO, POLL_BATCH, source_of, &mut stage);
+        }
+        idle = served == 0;
         // Hand over what was polled, with the positions now: nothing polled is held back here,
         // so the processing thread may judge an input at its end by them (`hold_at_end`).
         let mut positions = Vec::with_capacity(last_positions.len());
