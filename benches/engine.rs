@@ -125,10 +125,11 @@ fn bench(c: &mut Criterion) {
             |engine| {
                 let mut out = Vec::with_capacity(1024);
                 let mut results = Vec::with_capacity(BATCH);
-                let mut batch: Vec<(&[u8], Option<healthscore::event::Source>)> = Vec::with_capacity(BATCH);
+                let mut batch: Vec<(&[u8], Option<healthscore::event::Source>, Option<healthscore::event::KnownTime>)> =
+                    Vec::with_capacity(BATCH);
                 for chunk in measured.chunks(BATCH) {
                     batch.clear();
-                    batch.extend(chunk.iter().map(|e| (*e, None)));
+                    batch.extend(chunk.iter().map(|e| (*e, None, None)));
                     engine.apply_batch(&batch, &mut results, &mut out);
                     results.clear();
                     out.clear();

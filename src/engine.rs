@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::event::{parse, Event, EventKind, Millis, RejectReason, Rejection, Source, DAY_MS};
+use crate::event::{parse, parse_known, Event, EventKind, KnownTime, Millis, RejectReason, Rejection, Source, DAY_MS};
 use crate::hash::event_id;
 use crate::output::{round_to, Alert, ComponentOut, EmitReason, Output, ScoreChanged};
 use crate::rules::{Firing, RuleId, RuleInput, Trigger};
@@ -463,13 +463,16 @@ impl Engine {
     /// on large populations: every input is parsed first and the memory of the customers it
     /// touches is prefetched, so the cache misses of a batch overlap instead of coming one at a
     /// time (with 100,000 customers, state lookups, not arithmetic, dominate the cost of an event).
+    /// Each input may carry the event time its shell read to order it ([`KnownTime`]), which
+    /// spares parsing the timestamp twice.
     pub fn apply_batch(
         &mut self,
-        inputs: &[(&[u8], Option<Source>)],
+        inputs: &[(&[u8], Option<Source>, Option<KnownTime>)],
         results: &mut Vec<Result<Outcome, Rejection>>,
         out: &mut Vec<Output>,
     ) {
-        let parsed: Vec<Result<Event<'_>, Rejection>> = inputs.iter().map(|(b, topic)| parse(b, *topic)).collect();
+        let parsed: Vec<Result<Event<'_>, Rejection>> =
+            inputs.iter().map(|(b, topic, known)| parse_known(b, *topic, *known)).collect();
         // The customers whose timers the batch's events will fire, as stream time moves on.
         let mut due: Vec<(u32, crate::window::Day, Option<&EventKind<'_>>)> = Vec::new();
         let batch_end = parsed.iter().filter_map(|p| p.as_ref().ok().map(|e| e.timestamp)).max();

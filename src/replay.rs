@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use memchr::memmem;
 
 use crate::engine::{Engine, Outcome};
-use crate::event::{quick_string_field, quick_timestamp, Millis, RejectReason, Rejection};
+use crate::event::{quick_string_field, quick_time, KnownTime, Millis, RejectReason, Rejection};
 use crate::output::Output;
 use crate::partition::kafka_partition;
 
@@ -246,8 +246,8 @@ fn run_partition<'a>(
     };
     let mut lines = lines.peekable();
     let mut ticks = ticks.iter().copied().filter(|t| last.is_some_and(|last| *t <= last)).peekable();
-    let mut chunk: Vec<(usize, &[u8])> = Vec::with_capacity(BATCH);
-    let mut batch: Vec<(&[u8], Option<crate::event::Source>)> = Vec::with_capacity(BATCH);
+    let mut chunk: Vec<(usize, &[u8], Option<KnownTime>)> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<(&[u8], Option<crate::event::Source>, Option<KnownTime>)> = Vec::with_capacity(BATCH);
     let mut results = Vec::with_capacity(BATCH);
     while let Some((_, next)) = lines.peek() {
         while let Some(t) = ticks.next_if(|t| next.time > *t) {
@@ -258,14 +258,14 @@ fn run_partition<'a>(
         chunk.clear();
         while chunk.len() < BATCH {
             match lines.next_if(|(_, l)| l.time <= until) {
-                Some((i, l)) => chunk.push((i, l.bytes)),
+                Some((i, l)) => chunk.push((i, l.bytes, l.known)),
                 None => break,
             }
         }
         batch.clear();
-        batch.extend(chunk.iter().map(|(_, bytes)| (*bytes, None)));
+        batch.extend(chunk.iter().map(|(_, bytes, known)| (*bytes, None, *known)));
         engine.apply_batch(&batch, &mut results, &mut outputs);
-        for ((i, _), result) in chunk.iter().zip(results.drain(..)) {
+        for ((i, _, _), result) in chunk.iter().zip(results.drain(..)) {
             match result {
                 Ok(Outcome::Applied) => counts.applied += 1,
                 Ok(Outcome::Duplicate) => counts.duplicates += 1,
@@ -302,6 +302,8 @@ fn partition_of(finder: &memmem::Finder<'_>, line: &[u8], partitions: u32) -> u3
 
 struct Line<'a> {
     time: Millis,
+    /// The time as read, for the engine's parse (see [`KnownTime`]).
+    known: Option<KnownTime>,
     file: usize,
     line: usize,
     bytes: &'a [u8],
@@ -320,9 +322,10 @@ fn ordered_lines(inputs: &[Input]) -> Vec<Line<'_>> {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let time = quick_timestamp(&finder, bytes).unwrap_or(last_time);
+            let known = quick_time(&finder, bytes);
+            let time = known.map_or(last_time, |k| k.millis);
             last_time = time;
-            lines.push(Line { time, file, line: i + 1, bytes });
+            lines.push(Line { time, known, file, line: i + 1, bytes });
         }
     }
     if !lines.windows(2).all(|w| w[0].time <= w[1].time) {

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::time::{parse_date_or_datetime, parse_rfc3339};
-use super::{source_of_type, Event, EventKind, Invoice, Priority, RejectReason, Rejection, Source};
+use super::{source_of_type, Event, EventKind, Invoice, KnownTime, Priority, RejectReason, Rejection, Source};
 
 /// The largest integer a JSON number carries exactly (2^53).
 const MAX_SAFE_INTEGER: u64 = 1 << 53;
@@ -173,6 +173,13 @@ struct Raw<'a> {
 /// Parses and validates one event. `topic` is the source it arrived on, when known (Kafka); an
 /// event whose type belongs to another topic is rejected as `wrong_topic`.
 pub fn parse(bytes: &[u8], topic: Option<Source>) -> Result<Event<'_>, Rejection> {
+    parse_known(bytes, topic, None)
+}
+
+/// [`parse`], given the event time a shell already read from these bytes to order them (see
+/// [`KnownTime`]): used only if the `timestamp` field is that very text, so the result is
+/// always exactly [`parse`]'s.
+pub fn parse_known(bytes: &[u8], topic: Option<Source>, known: Option<KnownTime>) -> Result<Event<'_>, Rejection> {
     let mut raw = Raw::default();
     if !scan(bytes, &mut raw) {
         raw = match sonic_rs::from_slice(bytes) {
@@ -180,7 +187,7 @@ pub fn parse(bytes: &[u8], topic: Option<Source>) -> Result<Event<'_>, Rejection
             Err(err) => return Err(diagnose(bytes, &err.to_string())),
         };
     }
-    validate(raw, topic)
+    validate(raw, topic, known.map(|k| (bytes, k)))
 }
 
 /// The fast path: reads `bytes` into `raw` (which must be empty) when they are a flat JSON
@@ -411,7 +418,11 @@ pub fn parse_value(value: &Value, topic: Option<Source>) -> Result<Event<'static
     parse(&bytes, topic).map(into_owned)
 }
 
-fn validate<'a>(raw: Raw<'a>, topic: Option<Source>) -> Result<Event<'a>, Rejection> {
+fn validate<'a>(
+    raw: Raw<'a>,
+    topic: Option<Source>,
+    known: Option<(&[u8], KnownTime)>,
+) -> Result<Event<'a>, Rejection> {
     let event_id = id("event_id", t("event_id", raw.event_id)?)?;
     let customer_id = id("customer_id", t("customer_id", raw.customer_id)?)?;
     let kind_name = required("type", t("type", raw.kind)?)?;
@@ -432,7 +443,8 @@ fn validate<'a>(raw: Raw<'a>, topic: Option<Source>) -> Result<Event<'a>, Reject
         }
     }
     let ts_text = required("timestamp", t("timestamp", raw.timestamp)?)?;
-    let timestamp = parse_rfc3339(&ts_text).ok_or_else(|| {
+    let known = known.filter(|(bytes, k)| k.read_from(bytes, &ts_text)).map(|(_, k)| k.millis);
+    let timestamp = known.or_else(|| parse_rfc3339(&ts_text)).ok_or_else(|| {
         Rejection::new(
             RejectReason::TimestampOutOfRange,
             Some("timestamp"),
@@ -671,6 +683,30 @@ mod tests {
     }
 
     const BASE: &str = r#""event_id":"e1","customer_id":"c1","timestamp":"2026-11-01T10:00:00Z""#;
+
+    #[test]
+    fn a_known_time_is_used_only_for_the_text_it_was_read_from() {
+        let finder = crate::event::timestamp_finder();
+        let json = r#"{"event_id":"e1","customer_id":"c1","timestamp":"2026-11-01T10:00:00Z","type":"session","duration_seconds":5}"#;
+        let plain = parse(json.as_bytes(), None).unwrap().timestamp;
+        // Read from the field's text: the parse takes the value given (a marker here, to see it).
+        let mut known = crate::event::quick_time(&finder, br#"{"timestamp":"2026-11-01T10:00:00Z"}"#).unwrap();
+        known.start += json.find(r#""timestamp":"2026"#).unwrap() as u32 - 1;
+        known.millis = 42;
+        assert_eq!(parse_known(json.as_bytes(), None, Some(known)).unwrap().timestamp, 42);
+        // A span anywhere else is not the field's: ignored, the parse reads the field itself.
+        for shift in [-1i64, 1] {
+            let moved = KnownTime { start: (known.start as i64 + shift) as u32, ..known };
+            assert_eq!(parse_known(json.as_bytes(), None, Some(moved)).unwrap().timestamp, plain);
+        }
+        assert_eq!(
+            parse_known(json.as_bytes(), None, Some(KnownTime { len: known.len - 1, ..known })).unwrap().timestamp,
+            plain
+        );
+        // What the shells actually pass: the quick read of the same bytes, equal to the parse.
+        let quick = crate::event::quick_time(&finder, json.as_bytes());
+        assert_eq!(parse_known(json.as_bytes(), None, quick).unwrap(), parse(json.as_bytes(), None).unwrap());
+    }
 
     #[test]
     fn parses_every_type_with_defaults() {

@@ -8,7 +8,33 @@ use super::{parse_rfc3339, Millis};
 /// The event time of a raw event, read by a substring search for `"timestamp"`; `None` when it
 /// cannot be read that way (the full parse decides what is wrong with it later).
 pub fn quick_timestamp(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<Millis> {
-    parse_rfc3339(std::str::from_utf8(quick_string_field(finder, line)?).ok()?)
+    quick_time(finder, line).map(|k| k.millis)
+}
+
+/// An event time read by [`quick_time`], with where its text lies in the bytes it was read from.
+/// The full parse (`parse_known`) takes it: when the `timestamp` it finds is that very text, it
+/// uses this value instead of parsing the text again (same text, same value, so the outcome is
+/// exactly a plain parse's; it saves a tenth of the parse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownTime {
+    pub start: u32,
+    pub len: u32,
+    pub millis: Millis,
+}
+
+impl KnownTime {
+    /// Whether `text` is the span this time was read from, in `bytes`.
+    pub fn read_from(&self, bytes: &[u8], text: &str) -> bool {
+        text.len() == self.len as usize && std::ptr::eq(text.as_ptr(), bytes.as_ptr().wrapping_add(self.start as usize))
+    }
+}
+
+/// [`quick_timestamp`], keeping where the text was (see [`KnownTime`]).
+pub fn quick_time(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<KnownTime> {
+    let text = quick_string_field(finder, line)?;
+    let millis = parse_rfc3339(std::str::from_utf8(text).ok()?)?;
+    let start = text.as_ptr() as usize - line.as_ptr() as usize;
+    Some(KnownTime { start: u32::try_from(start).ok()?, len: u32::try_from(text.len()).ok()?, millis })
 }
 
 /// A finder for [`quick_timestamp`]; build it once and reuse it.

@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use memchr::memmem;
 
 use crate::engine::{Engine, Outcome};
-use crate::event::{quick_timestamp, timestamp_finder, Millis, Rejection, Source};
+use crate::event::{quick_time, timestamp_finder, KnownTime, Millis, Rejection, Source};
 use crate::output::Output;
 
 /// One input message, copied out of the consumer's buffers.
@@ -29,6 +29,9 @@ pub struct Record {
     /// the copy itself); `key_len` is `None` for a message without a key.
     bytes: Box<[u8]>,
     key_len: Option<u32>,
+    /// Where in the payload `time` was read from (start, length; length 0 if it was not), so
+    /// the engine need not parse it again (see [`KnownTime`]).
+    time_span: (u32, u32),
 }
 
 impl Record {
@@ -37,7 +40,26 @@ impl Record {
         let mut bytes = Vec::with_capacity(k.len() + payload.len());
         bytes.extend_from_slice(k);
         bytes.extend_from_slice(payload);
-        Record { offset, time, bytes: bytes.into_boxed_slice(), key_len: key.map(|k| k.len() as u32) }
+        Record {
+            offset,
+            time,
+            bytes: bytes.into_boxed_slice(),
+            key_len: key.map(|k| k.len() as u32),
+            time_span: (0, 0),
+        }
+    }
+
+    /// A record whose time was read by [`quick_time`] from `payload` (`None`: it could not be).
+    pub fn with_known_time(offset: i64, known: Option<KnownTime>, key: Option<&[u8]>, payload: &[u8]) -> Record {
+        let mut record = Record::new(offset, known.map_or(Millis::MIN, |k| k.millis), key, payload);
+        record.time_span = known.map_or((0, 0), |k| (k.start, k.len));
+        record
+    }
+
+    /// The event time read from the payload, with where, for [`crate::event::parse_known`].
+    pub fn known_time(&self) -> Option<KnownTime> {
+        let (start, len) = self.time_span;
+        (len > 0).then_some(KnownTime { start, len, millis: self.time })
     }
 
     pub fn key(&self) -> Option<&[u8]> {
@@ -63,7 +85,7 @@ impl Default for Copier {
 impl Copier {
     /// A record of a message: its bytes copied and its event time read (`Millis::MIN` if it cannot be).
     pub fn copy(&self, offset: i64, key: Option<&[u8]>, payload: &[u8]) -> Record {
-        Record::new(offset, quick_timestamp(&self.finder, payload).unwrap_or(Millis::MIN), key, payload)
+        Record::with_known_time(offset, quick_time(&self.finder, payload), key, payload)
     }
 }
 
@@ -278,8 +300,8 @@ impl PartitionTask {
                 break;
             }
             let restoring = restoring.unwrap_or(false);
-            let inputs: Vec<(&[u8], Option<Source>)> =
-                batch.iter().map(|(s, r)| (r.payload(), Some(Source::ALL[*s]))).collect();
+            let inputs: Vec<(&[u8], Option<Source>, Option<KnownTime>)> =
+                batch.iter().map(|(s, r)| (r.payload(), Some(Source::ALL[*s]), r.known_time())).collect();
             results.clear();
             outputs.clear();
             self.engine.apply_batch(&inputs, &mut results, &mut outputs);
