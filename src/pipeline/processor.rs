@@ -1034,17 +1034,32 @@ impl State {
         let hold_ends = shared.config.pipeline.max_task_idle_ms > 0;
         let topics = shared.config.kafka.topics.inputs();
         let mut pause = TopicPartitionList::new();
-        for m in handover.messages {
-            let (source, p) = (m.source, m.partition);
-            if stale(&self.reset_at, source, p, m.generation) {
+        // Messages come in runs of one input (a fetch response is per partition): the checks
+        // and bookkeeping are done once per run, not per message.
+        let mut consumed = [0u64; 3];
+        let mut messages = handover.messages.into_iter().peekable();
+        while let Some(first) = messages.next() {
+            let (source, p, generation) = (first.source, first.partition, first.generation);
+            let run = std::iter::once(first).chain(std::iter::from_fn(|| {
+                messages.next_if(|m| m.source == source && m.partition == p && m.generation == generation)
+            }));
+            // Stale: from before the input's reset. Seek pending: from before a rewind whose
+            // seek has not happened yet.
+            let task = if stale(&self.reset_at, source, p, generation)
+                || seek_pending(&self.pending_seeks, topics[source], p)
+            {
+                None
+            } else {
+                self.tasks.get_mut(&p)
+            };
+            let Some(task) = task else {
+                run.for_each(drop);
                 continue;
+            };
+            for m in run {
+                task.push_record(source, m.record);
+                consumed[source] += 1;
             }
-            let Some(task) = self.tasks.get_mut(&p) else { continue };
-            if seek_pending(&self.pending_seeks, topics[source], p) {
-                continue; // from before a rewind whose seek has not happened yet
-            }
-            shared.stats.consumed[source].fetch_add(1, Relaxed);
-            task.push_record(source, m.record);
             if hold_ends {
                 // New data: give the other inputs `max_task_idle_ms` again to deliver theirs.
                 task.inputs.iter_mut().for_each(|i| i.at_end = false);
@@ -1052,6 +1067,11 @@ impl State {
             self.last_input.insert(p, now);
             if task.inputs[source].len() >= max && self.paused.insert((source, p)) {
                 let _ = pause.add_partition(topics[source], p);
+            }
+        }
+        for (counter, n) in shared.stats.consumed.iter().zip(consumed) {
+            if n > 0 {
+                counter.fetch_add(n, Relaxed);
             }
         }
         for (source, p, position) in handover.positions {
@@ -1206,21 +1226,22 @@ impl State {
     }
 }
 
-/// Waits until every produced message is acknowledged (or failed). rust-rdkafka's `flush`
-/// (which `commit_transaction` calls first) polls in 100 ms steps and, with the threaded
-/// producer's own thread taking the delivery events, usually sleeps a full step: measured here
-/// as 75–100 ms per commit, most of the loop's time at a 100 ms commit interval. Watching the
-/// queue length instead costs a millisecond or two; the producer's thread serves the reports,
-/// and the `flush` that follows then finds nothing to wait for.
+/// Waits until every produced message is acknowledged (or failed), by librdkafka's own flush
+/// for the whole timeout. While it runs, the producer sends at once what waits for `linger.ms`;
+/// with delivery reports as events (rust-rdkafka's choice) it waits, on a condition variable,
+/// until the producer's own thread has served them all. rust-rdkafka's `flush` instead calls it
+/// with no timeout and polls in 100 ms steps: with the threaded producer's thread taking the
+/// reports, it usually slept a full step (75–100 ms per commit, measured). A sleep loop on the
+/// queue length, used before, still sat out the linger before each commit: a twentieth of the
+/// processing thread at the default 100 ms commit interval.
 fn wait_delivered(producer: &ThreadedProducer<DeliveryCounter>, timeout: Duration) -> KafkaResult<()> {
-    let deadline = Instant::now() + timeout;
-    while producer.in_flight_count() > 0 {
-        if Instant::now() >= deadline {
-            return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
-        }
-        std::thread::sleep(Duration::from_micros(200));
+    let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: the producer's client pointer is valid while the producer is borrowed.
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+    match err {
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+        e => Err(KafkaError::Flush(e.into())),
     }
-    Ok(())
 }
 
 /// Sends one record, waiting while librdkafka's queue is full (backpressure, not loss).
