@@ -2,10 +2,12 @@
 //! partition's [`PartitionTask`], produce outputs and dead letters, and commit — inside a
 //! transaction with exactly-once.
 //!
-//! One thread owns the consumer and polls it; rebalance callbacks run inside that poll, on the
-//! same thread, and finish their commit before returning (KAFKA-NOTES pitfalls 1–3). The
-//! tasks live behind a mutex that the loop never holds while polling, so a callback can always
-//! take it; the query API (and the demo's summary) read them through the same mutex.
+//! Two threads (see [`Processor::run`]). The polling thread owns the consumer: rebalance
+//! callbacks run inside its polls and finish their commit before returning (KAFKA-NOTES
+//! pitfalls 1–3); fetched messages are read in batches from a queue of their own
+//! ([`FetchQueue`]). The processing thread runs the tasks. The tasks live behind a mutex that
+//! neither thread holds while polling, so a callback can always take it; the query API (and the
+//! demo's summary) read them through the same mutex.
 //!
 //! Recovery is a snapshot plus re-reading. A partition that arrives (at start, after a
 //! rebalance, after an aborted transaction) starts from its newest usable snapshot (or empty,
