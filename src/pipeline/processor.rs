@@ -812,31 +812,36 @@ fn poll_loop(
             }
         }
         let generation = shared.generation.load(Relaxed);
-        let mut fetch = shared.fetch.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(fetch) = fetch.as_mut() else { break };
-        // librdkafka drops a partition's forwarding when it stops fetching it; a partition
-        // reassigned before that stop completed waits, in order, until forwarded again.
-        if forwarded.is_none_or(|(g, at)| g != generation || at.elapsed() >= REFORWARD_EVERY) {
-            if let Ok(assignment) = consumer.assignment() {
-                fetch.forward(&assignment);
+        // The lock is held only while reading (the assign callback, which also takes it, runs
+        // inside `poll` above, on this thread).
+        let served = {
+            let mut fetch = shared.fetch.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(fetch) = fetch.as_mut() else { break };
+            // librdkafka drops a partition's forwarding when it stops fetching it; a partition
+            // reassigned before that stop completed waits, in order, until forwarded again.
+            if forwarded.is_none_or(|(g, at)| g != generation || at.elapsed() >= REFORWARD_EVERY) {
+                if let Ok(assignment) = consumer.assignment() {
+                    fetch.forward(&assignment);
+                }
+                forwarded = Some((generation, Instant::now()));
             }
-            forwarded = Some((generation, Instant::now()));
-        }
-        let mut stage = |f: Fetched<'_>| match f {
-            Fetched::Message { source, partition, offset, key, payload } => {
-                batch.push(Staged { source, partition, generation, record: copier.copy(offset, key, payload) });
+            let mut stage = |f: Fetched<'_>| match f {
+                Fetched::Message { source, partition, offset, key, payload } => {
+                    batch.push(Staged { source, partition, generation, record: copier.copy(offset, key, payload) });
+                }
+                Fetched::Error(e) => warn!(error = %e, "consumer error"),
+            };
+            // Idle: block for one message (a batch read would wait the whole timeout to fill up),
+            // then take whatever else is there.
+            let mut served = 0;
+            if idle {
+                served = fetch.consume(IDLE_WAIT, 1, source_of, &mut stage);
             }
-            Fetched::Error(e) => warn!(error = %e, "consumer error"),
+            if served > 0 || !idle {
+                served += fetch.consume(Duration::ZERO, POLL_BATCH, source_of, &mut stage);
+            }
+            served
         };
-        // Idle: block for one message (a batch read would wait the whole timeout to fill up),
-        // then take whatever else is there.
-        let mut served = 0;
-        if idle {
-            served = fetch.consume(IDLE_WAIT, 1, source_of, &mut stage);
-        }
-        if served > 0 || !idle {
-            served += fetch.consume(Duration::ZERO, POLL_BATCH, source_of, &mut stage);
-        }
         idle = served == 0;
         // Hand over what was polled, with the positions now: nothing polled is held back here,
         // so the processing thread may judge an input at its end by them (`hold_at_end`).
