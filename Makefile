@@ -60,6 +60,7 @@ bench:
 lint: check-deploy
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --locked
 
 ## deploy/: promtool on the rules (and their unit tests) and on a real /metrics scrape of the
 ## demo, every YAML file parsed, the dashboard's datasource variable, the k8s ConfigMap checked.

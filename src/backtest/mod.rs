@@ -1,6 +1,6 @@
 //! Back-testing: does the score predict churn?
 //!
-//! A history is replayed through the engine ([`observe`]); at regular observation dates every
+//! A history is replayed through the engine ([`observe()`]); at regular observation dates every
 //! live customer's score is written down with whether it churned within a horizon. The figures
 //! ([`metrics`]: AUC, lift, churn rate per band, precision and recall, lead time) are computed
 //! from those observations ([`report`]) and drawn ([`plot`]). Observation dates are split in

@@ -23,7 +23,7 @@ pub struct RulesFile {
     pub advocate_candidate: Option<RuleFile>,
 }
 
-/// One rule's settings. Only the keys a rule takes are accepted for it (see [`params`]).
+/// One rule's settings. Only the keys a rule takes are accepted for it (see `params`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {

@@ -1,6 +1,6 @@
 //! The scorecard and the pure scoring function: signals in, a 0–100 score and its explanation out.
 //!
-//! A [`Scorecard`] is compiled once from TOML ([`config`]) into one component table per
+//! A [`Scorecard`] is compiled once from TOML (`config`) into one component table per
 //! (lifecycle stage, segment), so scoring a customer is a walk over a small slice with no lookups
 //! by name. The score is the weighted mean of the components' points; components with missing
 //! data are either skipped (and the rest renormalised) or given neutral points.

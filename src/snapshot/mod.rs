@@ -9,7 +9,7 @@
 //! ahead of the commits) is skipped with the reason, and the next older one is tried; with
 //! none left the partition is rebuilt from the beginning of its topics, with a loud warning.
 //!
-//! - [`format`]: the bytes of one snapshot (header, compressed state, checksum);
+//! - [`mod@format`]: the bytes of one snapshot (header, compressed state, checksum);
 //! - [`dir`] and [`kafka`]: where snapshots are kept, behind one [`SnapshotStore`] trait;
 //! - [`Snapshotter`]: encodes and compresses on the processing thread (the only part that must
 //!   see a consistent state), checksums and writes on a thread of its own.
