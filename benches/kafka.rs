@@ -148,14 +148,12 @@ fn drain(t: &Topics, total: u64, guarantee: &str) -> Drain {
     let pid = service.child.id();
     // Done when the group has committed the end of every input. Checked every 20 ms (a check
     // is one request), so the figure is not rounded up to a slow poll's period.
-    let mut cpu = cpu_secs(pid);
     loop {
         let committed = watcher.committed_offsets(ends.clone(), Duration::from_secs(30)).unwrap();
         let done = committed.elements().iter().zip(ends.elements()).all(|(c, end)| c.offset() == end.offset());
         if done {
             break;
         }
-        cpu = cpu_secs(pid);
         if let Some(status) = service.child.try_wait().unwrap() {
             panic!("service exited early ({status}); log:\n{}", service.logs());
         }
@@ -163,7 +161,7 @@ fn drain(t: &Topics, total: u64, guarantee: &str) -> Drain {
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = started.elapsed().as_secs_f64();
-    cpu = cpu.max(cpu_secs(pid));
+    let cpu = cpu_secs(pid);
     assert!(service.stop().success());
     Drain { events: total, secs, cpu }
 }

@@ -11,7 +11,7 @@ mod time;
 use std::borrow::Cow;
 
 pub use self::parse::{parse, parse_known, parse_value};
-pub use self::quick::{quick_string_field, quick_time, quick_timestamp, timestamp_finder, KnownTime};
+pub use self::quick::{quick_string_field, quick_time, timestamp_finder, KnownTime};
 pub use self::time::{format_rfc3339, parse_date_or_datetime, parse_rfc3339, Millis, DAY_MS};
 
 /// Which input topic an event belongs to. Event types are unique across topics, so the source of a

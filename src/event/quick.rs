@@ -5,12 +5,6 @@ use memchr::memmem;
 
 use super::{parse_rfc3339, Millis};
 
-/// The event time of a raw event, read by a substring search for `"timestamp"`; `None` when it
-/// cannot be read that way (the full parse decides what is wrong with it later).
-pub fn quick_timestamp(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<Millis> {
-    quick_time(finder, line).map(|k| k.millis)
-}
-
 /// An event time read by [`quick_time`], with where its text lies in the bytes it was read from.
 /// The full parse (`parse_known`) takes it: when the `timestamp` it finds is that very text, it
 /// uses this value instead of parsing the text again (same text, same value, so the outcome is
@@ -29,7 +23,9 @@ impl KnownTime {
     }
 }
 
-/// [`quick_timestamp`], keeping where the text was (see [`KnownTime`]).
+/// The event time of a raw event, read by a substring search for `"timestamp"`, with where its
+/// text was (see [`KnownTime`]); `None` when it cannot be read that way (the full parse decides
+/// what is wrong with it later).
 pub fn quick_time(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<KnownTime> {
     let text = quick_string_field(finder, line)?;
     let millis = parse_rfc3339(std::str::from_utf8(text).ok()?)?;
@@ -37,7 +33,7 @@ pub fn quick_time(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<KnownTime>
     Some(KnownTime { start: u32::try_from(start).ok()?, len: u32::try_from(text.len()).ok()?, millis })
 }
 
-/// A finder for [`quick_timestamp`]; build it once and reuse it.
+/// A finder for [`quick_time`]; build it once and reuse it.
 pub fn timestamp_finder() -> memmem::Finder<'static> {
     memmem::Finder::new(b"\"timestamp\"")
 }
