@@ -3,10 +3,12 @@
 //!
 //! 1. Loads a fixed synthetic population (2,000 customers x 90 days, ~6 M events, by default)
 //!    into the three input topics.
-//! 2. Ceiling: an rdkafka consumer reads all of it and only counts.
+//! 2. Ceiling: an rdkafka consumer reads all of it and only counts, once calling `poll` per
+//!    message and once reading in batches.
 //! 3. `healthscore run` drains it from the beginning, at-least-once and exactly-once (fresh
 //!    groups), timed from process start until the group has committed the end of every input;
-//!    CPU from /proc.
+//!    CPU from /proc. Steps 2 and 3 are repeated `BENCH_ROUNDS` times (default 3), and the
+//!    summary gives the median of each figure and of each round's ratios.
 //! 4. Latency: with the service running exactly-once, load is sent at half the measured
 //!    at-least-once rate (or as fast as this machine's producer manages, if lower), plus a probe
 //!    every 10 ms: the first event of a new customer, which always yields a `score_changed`.
@@ -85,7 +87,10 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
         .set("bootstrap.servers", brokers())
         .set("group.id", format!("ceiling-{}", std::process::id()))
         .set("enable.auto.commit", "false")
+        // The service's own fetch settings (see `pipeline::kafka::consumer_config`), so the
+        // ceiling is not held back by defaults the service does without.
         .set("fetch.queue.backoff.ms", "10")
+        .set("fetch.wait.max.ms", "50")
         .create()
         .unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -93,6 +98,12 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
         for p in 0..PARTITIONS {
             tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
         }
+    }
+    // Leaders known before the assignment: otherwise librdkafka's first fetches find no leader
+    // and back off (`fetch.error.backoff.ms`, ~0.5 s measured), which the service, whose group
+    // join brings the metadata, does not pay.
+    for topic in t.inputs() {
+        consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
     }
     let mut fetch = batched.then(|| FetchQueue::new(&consumer));
     if let Some(fetch) = &fetch {
@@ -135,10 +146,10 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
     drain
 }
 
-fn drain(t: &Topics, total: u64, guarantee: &str) -> Drain {
-    let group = format!("bench-{guarantee}-{}", std::process::id());
+fn drain(t: &Topics, total: u64, guarantee: &str, round: u32) -> Drain {
+    let group = format!("bench-{guarantee}-{}-{round}", std::process::id());
     let mut out = t.clone();
-    out.output = format!("{}-{guarantee}", t.output);
+    out.output = format!("{}-{guarantee}-{round}", t.output);
     create_topics(&[(&out.output, PARTITIONS)]);
     let ends = input_ends(t);
     let watcher: BaseConsumer =
@@ -363,41 +374,86 @@ fn main() {
     // BENCH_PHASES=latency (with BENCH_LATENCY_RATE) measures only the latency, =drain only
     // the drains.
     let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "all".into());
-    let drains = if phases == "latency" {
-        None
+    // Each round measures the four drains one after the other, so a ratio compares runs seconds
+    // apart; the machine is shared, and a burst of someone else's load can slow one run of a
+    // round by a third. The summary takes the median over the rounds.
+    let rounds = env_u32("BENCH_ROUNDS", 3).max(1);
+    let drains: Vec<[Drain; 4]> = if phases == "latency" {
+        Vec::new()
     } else {
-        let (poll, batched) = (ceiling(&t, total, false), ceiling(&t, total, true));
-        Some((poll, batched, drain(&t, total, "at_least_once"), drain(&t, total, "exactly_once")))
+        (0..rounds)
+            .map(|r| {
+                [
+                    ceiling(&t, total, false),
+                    ceiling(&t, total, true),
+                    drain(&t, total, "at_least_once", r),
+                    drain(&t, total, "exactly_once", r),
+                ]
+            })
+            .collect()
     };
     // BENCH_LATENCY_RATE overrides the offered load (e.g. to see latency at a rate this machine
     // sustains alongside its own load generator).
     let half = std::env::var("BENCH_LATENCY_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
-        .or(drains.as_ref().map(|(_, _, alo, _)| alo.rate() / 2.0))
+        .or((!drains.is_empty()).then(|| median(drains.iter().map(|d| d[2].rate())) / 2.0))
         .expect("BENCH_PHASES=latency needs BENCH_LATENCY_RATE");
     if phases == "drain" {
-        return report(drains.as_ref(), None, half);
+        return report(&drains, None, half);
     }
     let visible = latency(&t, half);
-    report(drains.as_ref(), Some(&visible), half);
+    report(&drains, Some(&visible), half);
 }
 
-fn report(drains: Option<&(Drain, Drain, Drain, Drain)>, visible: Option<&(Visible, Visible)>, half: f64) {
-    if let Some((poll, batched, alo, eos)) = drains {
-        let ceiling = poll.rate().max(batched.rate());
-        println!("\n| run | events/s | CPU-s per M events | ratio to ceiling |");
-        println!("|---|---:|---:|---:|");
-        for (name, d) in [
-            ("raw consume, poll per message", poll),
-            ("raw consume, batched", batched),
-            ("healthscore at_least_once", alo),
-            ("healthscore exactly_once", eos),
-        ] {
-            println!("| {name} | {:.0} | {:.2} | {:.2} |", d.rate(), d.cpu_per_million(), d.rate() / ceiling);
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn report(drains: &[[Drain; 4]], visible: Option<&(Visible, Visible)>, half: f64) {
+    const NAMES: [&str; 4] = [
+        "raw consume, poll per message",
+        "raw consume, batched",
+        "healthscore at_least_once",
+        "healthscore exactly_once",
+    ];
+    if !drains.is_empty() {
+        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader |");
+        println!("|---:|---|---:|---:|---:|---:|");
+        for (r, round) in drains.iter().enumerate() {
+            for (name, d) in NAMES.iter().zip(round) {
+                println!(
+                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                    r + 1,
+                    d.rate(),
+                    d.cpu_per_million(),
+                    d.rate() / round[0].rate(),
+                    d.rate() / round[1].rate()
+                );
+            }
         }
-        println!("(ceiling: the faster raw consumer)");
-        println!("(times include client or process start, and the service's group join)");
+        println!("\nmedian over {} rounds:", drains.len());
+        println!(
+            "| run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        for (i, name) in NAMES.iter().enumerate() {
+            let m = |f: &dyn Fn(&[Drain; 4]) -> f64| median(drains.iter().map(f));
+            println!(
+                "| {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                m(&|r| r[i].rate()),
+                m(&|r| r[i].cpu_per_million()),
+                m(&|r| r[i].rate() / r[0].rate()),
+                m(&|r| r[i].rate() / r[1].rate())
+            );
+        }
+        println!("(ratios are per round, then the median; times include client or process start, and the service's group join)");
     }
     let Some((committed, uncommitted)) = visible else { return };
     println!("\nproduce-to-visible with load offered at {half:.0} events/s:");
