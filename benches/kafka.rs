@@ -34,7 +34,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use healthscore::event::{format_rfc3339, parse_date_or_datetime};
 use healthscore::generate::{GenConfig, GeneratedEvent, Generator};
 use healthscore::pipeline::config::Topics;
-use healthscore::pipeline::kafka::{FetchQueue, Fetched};
+use healthscore::pipeline::kafka::{FetchQueue, Fetched, FETCH_SETTINGS};
 use healthscore::pipeline::send::{input_producer, send_events};
 use kafka_support::*;
 
@@ -83,16 +83,17 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
     // Timed from before the client exists, as the service is from before its process does.
     let cpu0 = cpu_secs(std::process::id());
     let started = Instant::now();
-    let consumer: BaseConsumer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers())
         .set("group.id", format!("ceiling-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        // The service's own fetch settings (see `pipeline::kafka::consumer_config`), so the
-        // ceiling is not held back by defaults the service does without.
-        .set("fetch.queue.backoff.ms", "10")
-        .set("fetch.wait.max.ms", "50")
-        .create()
-        .unwrap();
+        .set("enable.auto.commit", "false");
+    // The service's own fetch settings, so the ceiling is not held back by defaults the
+    // service does without.
+    for (key, value) in FETCH_SETTINGS {
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().unwrap();
     let mut tpl = TopicPartitionList::new();
     for topic in t.inputs() {
         for p in 0..PARTITIONS {

@@ -13,6 +13,10 @@ use super::config::{Config, GroupProtocol, Guarantee};
 /// Schema version of the output events, sent as the `schema_version` header.
 pub const OUTPUT_SCHEMA_VERSION: &str = "1";
 
+/// The fetch settings of [`consumer_config`] (why: see there), also given to the benchmark's
+/// counting consumers so that its ceiling does not go without them.
+pub const FETCH_SETTINGS: [(&str, &str); 2] = [("fetch.queue.backoff.ms", "10"), ("fetch.wait.max.ms", "50")];
+
 /// The consumer's properties: healthscore's defaults, then the user's pass-through ones.
 ///
 /// - `enable.auto.commit=false`: offsets are committed only after the outputs they caused are
@@ -42,10 +46,11 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
-        .set("fetch.queue.backoff.ms", "10")
-        .set("fetch.wait.max.ms", "50")
         .set("queued.max.messages.kbytes", "16384")
         .set("enable.partition.eof", "false");
+    for (key, value) in FETCH_SETTINGS {
+        c.set(key, value);
+    }
     match k.group_protocol {
         GroupProtocol::Consumer => {
             c.set("group.protocol", "consumer").set("group.remote.assignor", "range");
