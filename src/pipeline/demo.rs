@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 
 use super::config::{Config, GroupProtocol, Guarantee, SnapshotStoreKind};
 use super::http::{Api, BackgroundServer};
@@ -58,17 +59,9 @@ pub fn run_demo(
     mut print: impl FnMut(&str),
 ) -> anyhow::Result<DemoSummary> {
     let mock = MockCluster::new(1).map_err(|e| anyhow!("cannot start the mock cluster: {e}"))?;
-    let mut config = Config::default();
-    config.kafka.brokers = mock.bootstrap_servers();
+    let mut config = on_mock_cluster(&mock, options.partitions)?;
     config.kafka.group_id = "healthscore-demo".into();
-    config.kafka.group_protocol = GroupProtocol::Classic;
-    // The mock cluster is new on every run: a snapshot of an earlier run would not match it.
-    config.snapshot.store = SnapshotStoreKind::None;
-    config.kafka.processing_guarantee = Guarantee::AtLeastOnce;
     let t = &config.kafka.topics;
-    for topic in [&t.usage, &t.support, &t.billing, &t.output, &t.dead_letter] {
-        mock.create_topic(topic, options.partitions, 1).map_err(|e| anyhow!("cannot create topic {topic}: {e}"))?;
-    }
     print(&format!(
         "mock Kafka cluster at {} (watch: kcat -b {} -C -t {})",
         config.kafka.brokers, config.kafka.brokers, t.output
@@ -175,4 +168,24 @@ fn summarise(shared: &Shared, sent: u64) -> DemoSummary {
         }
     }
     s
+}
+
+/// The default configuration pointed at `mock`, with the input, output and dead-letter topics
+/// created there with `partitions` partitions each: at-least-once (the mock has no
+/// transactions), classic group protocol, and no snapshots (the mock cluster is new on every
+/// run: a snapshot of an earlier run would not match it).
+pub(crate) fn on_mock_cluster(
+    mock: &MockCluster<'_, DefaultProducerContext>,
+    partitions: i32,
+) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    config.kafka.brokers = mock.bootstrap_servers();
+    config.kafka.group_protocol = GroupProtocol::Classic;
+    config.kafka.processing_guarantee = Guarantee::AtLeastOnce;
+    config.snapshot.store = SnapshotStoreKind::None;
+    let t = &config.kafka.topics;
+    for topic in [&t.usage, &t.support, &t.billing, &t.output, &t.dead_letter] {
+        mock.create_topic(topic, partitions, 1).map_err(|e| anyhow!("cannot create topic {topic}: {e}"))?;
+    }
+    Ok(config)
 }

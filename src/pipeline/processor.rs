@@ -1310,19 +1310,11 @@ mod tests {
     use rdkafka::mocking::MockCluster;
 
     use super::*;
-    use crate::pipeline::config::GroupProtocol;
+    use crate::pipeline::demo::on_mock_cluster;
 
     /// A processor on librdkafka's mock cluster, not running: a test plays both its threads.
     fn processor(mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> Processor {
-        let mut config = Config::default();
-        config.kafka.brokers = mock.bootstrap_servers();
-        config.kafka.group_protocol = GroupProtocol::Classic;
-        config.kafka.processing_guarantee = Guarantee::AtLeastOnce;
-        config.snapshot.store = SnapshotStoreKind::None;
-        let t = &config.kafka.topics;
-        for topic in [&t.usage, &t.support, &t.billing, &t.output, &t.dead_letter] {
-            mock.create_topic(topic, 2, 1).unwrap();
-        }
+        let config = on_mock_cluster(mock, 2).unwrap();
         Processor::new(Arc::new(config), Arc::new(Scorecard::default_scorecard()), Arc::new(Stats::default())).unwrap()
     }
 
