@@ -7,16 +7,20 @@
 //!    message and once reading in batches.
 //! 3. `healthscore run` drains it from the beginning, at-least-once and exactly-once (fresh
 //!    groups), timed from process start until the group has committed the end of every input;
-//!    CPU from /proc. Steps 2 and 3 are repeated `BENCH_ROUNDS` times (default 3), and the
+//!    CPU from /proc. Steps 2 and 3 are repeated `BENCH_ROUNDS` times (default 5), and the
 //!    summary gives the median of each figure and of each round's ratios.
-//! 4. Latency: with the service running exactly-once, load is sent at half the measured
-//!    at-least-once rate (or as fast as this machine's producer manages, if lower), plus a probe
-//!    every 10 ms: the first event of a new customer, which always yields a `score_changed`.
-//!    Produce-to-visible = from sending the probe until a read_committed consumer sees its
-//!    output.
+//! 4. Live maximum: with the service running exactly-once, 3 M events are offered at half the
+//!    at-least-once drain rate, and the rate the load generator actually sends them at beside the
+//!    broker and the service is the most live traffic this machine carries. A drain has the two
+//!    cores to itself; live traffic shares them with its own producer.
+//! 5. Latency: load at half the at-least-once drain rate, or at half the live maximum when the
+//!    machine did not carry that, plus a probe every 10 ms: the first event of a new customer,
+//!    which always yields a `score_changed`. Produce-to-visible = from sending the probe until a
+//!    read_committed consumer sees its output.
 //!
-//! Needs `KAFKA_BROKERS`; `BENCH_CUSTOMERS` / `BENCH_DAYS` change the population and
-//! `BENCH_LATENCY_RATE` the load offered while latency is measured.
+//! Needs `KAFKA_BROKERS`; `BENCH_CUSTOMERS` / `BENCH_DAYS` change the population,
+//! `BENCH_LATENCY_RATE` fixes the load offered in steps 4 and 5, and `BENCH_LOAD_COMPRESSION`
+//! the live load's codec (lz4, as `healthscore generate` sends).
 
 #[path = "../tests/kafka_support/mod.rs"]
 mod kafka_support;
@@ -35,7 +39,7 @@ use healthscore::event::{format_rfc3339, parse_date_or_datetime};
 use healthscore::generate::{GenConfig, GeneratedEvent, Generator};
 use healthscore::pipeline::config::Topics;
 use healthscore::pipeline::kafka::{FetchQueue, Fetched, FETCH_SETTINGS};
-use healthscore::pipeline::send::{input_producer, send_events};
+use healthscore::pipeline::send::{input_producer, input_producer_config, send_events};
 use kafka_support::*;
 
 const PARTITIONS: i32 = 6;
@@ -61,10 +65,27 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// The machine's CPU time so far, in seconds over all cores: (busy, idle, stolen by the
+/// hypervisor), from /proc/stat. A drain's share of these tells a round slowed by someone else's
+/// load (steal, or no idle time left) from one slowed by its own work.
+fn machine_secs() -> [f64; 3] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .map(|l| l.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default();
+    let at = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / 100.0;
+    // user nice system idle iowait irq softirq steal
+    [at(0) + at(1) + at(2) + at(5) + at(6), at(3) + at(4), at(7)]
+}
+
 struct Drain {
     events: u64,
     secs: f64,
     cpu: f64,
+    /// The machine's CPU seconds over the drain: busy, idle, stolen.
+    machine: [f64; 3],
 }
 
 impl Drain {
@@ -74,6 +95,16 @@ impl Drain {
     fn cpu_per_million(&self) -> f64 {
         self.cpu / (self.events as f64 / 1e6)
     }
+    /// Share of the machine's CPU time that was idle, and that the hypervisor took.
+    fn idle_and_steal(&self) -> (f64, f64) {
+        let total: f64 = self.machine.iter().sum();
+        (self.machine[1] / total, self.machine[2] / total)
+    }
+}
+
+fn machine_since(before: [f64; 3]) -> [f64; 3] {
+    let now = machine_secs();
+    [now[0] - before[0], now[1] - before[1], now[2] - before[2]]
 }
 
 /// A consumer that only reads and counts, assigned every input partition from the beginning:
@@ -82,6 +113,7 @@ impl Drain {
 fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
     // Timed from before the client exists, as the service is from before its process does.
     let cpu0 = cpu_secs(std::process::id());
+    let machine = machine_secs();
     let started = Instant::now();
     let mut config = ClientConfig::new();
     config
@@ -142,7 +174,12 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
         }
     }
     std::hint::black_box(bytes);
-    let drain = Drain { events: n, secs: started.elapsed().as_secs_f64(), cpu: cpu_secs(std::process::id()) - cpu0 };
+    let drain = Drain {
+        events: n,
+        secs: started.elapsed().as_secs_f64(),
+        cpu: cpu_secs(std::process::id()) - cpu0,
+        machine: machine_since(machine),
+    };
     drop(fetch);
     drain
 }
@@ -155,6 +192,7 @@ fn drain(t: &Topics, total: u64, guarantee: &str, round: u32) -> Drain {
     let ends = input_ends(t);
     let watcher: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", &group).create().unwrap();
+    let machine = machine_secs();
     let started = Instant::now();
     let mut service = Service::start(&out, &group, guarantee, &group, DEFAULTS);
     let pid = service.child.id();
@@ -173,9 +211,9 @@ fn drain(t: &Topics, total: u64, guarantee: &str, round: u32) -> Drain {
         std::thread::sleep(Duration::from_millis(20));
     }
     let secs = started.elapsed().as_secs_f64();
-    let cpu = cpu_secs(pid);
+    let (cpu, machine) = (cpu_secs(pid), machine_since(machine));
     assert!(service.stop().success());
-    Drain { events: total, secs, cpu }
+    Drain { events: total, secs, cpu, machine }
 }
 
 /// Every input partition with its end offset (high watermark) now.
@@ -247,30 +285,77 @@ const PROBE_EVERY: Duration = Duration::from_millis(10);
 /// transient is reported on its own line.
 const WARM_UP: Duration = Duration::from_secs(5);
 
-/// Latency under load offered at `rate`: (read_committed, read_uncommitted). The load is
+/// Events offered at the asked rate, with the service running, to find the live maximum: the
+/// most this machine carries while its own load generator shares the two cores with the broker
+/// and the service (a drain has them to itself; live traffic here does not). Offered at a rate,
+/// not unthrottled: a producer that only ever finds its queue full sent ~0.34 M/s where one
+/// offered 0.88 M/s sent ~0.53 M/s.
+const LIVE_BURST: usize = 3_000_000;
+
+/// The live maximum, measured before the latency.
+struct Live {
+    offered: f64,
+    /// Events sent per second, until the last was acknowledged.
+    sent_rate: f64,
+    /// From the first event sent until the service had committed the last.
+    caught_up_rate: f64,
+}
+
+/// The live load: the same population again under new ids, from one generator, so the burst
+/// and the latency load after it are one stream in event-time order.
+fn live_population() -> impl Iterator<Item = GeneratedEvent> {
+    let cfg = GenConfig { customers: 20_000, days: 60, seed: 99, ..GenConfig::default() };
+    Generator::new(cfg).map(|mut e| {
+        e.json = e.json.replace("\"cus_", "\"live_");
+        e.customer_id = e.customer_id.replace("cus_", "live_");
+        e
+    })
+}
+
+/// The load generator's producer (`BENCH_LOAD_COMPRESSION` overrides its lz4).
+fn load_producer() -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    let mut config = input_producer_config(&brokers());
+    if let Ok(codec) = std::env::var("BENCH_LOAD_COMPRESSION") {
+        config.set("compression.type", codec);
+    }
+    config.create().unwrap()
+}
+
+/// Latency under live load: first the live maximum (`LIVE_BURST` events offered at `rate`), then
+/// load offered at `rate`, or at half the live maximum if the machine did not carry `rate` and
+/// `rate` was not asked for (`fixed`): (the live maximum, the rate offered, read_committed, read_uncommitted). The load is
 /// generated before the clock starts and only sent while measuring, so the generator's CPU does
 /// not compete with the service on this small machine (the producer's does, as any load would).
-fn latency(t: &Topics, rate: f64) -> (Visible, Visible) {
+fn latency(t: &Topics, rate: f64, fixed: bool) -> (Live, f64, Visible, Visible) {
     let group = format!("bench-latency-{}", std::process::id());
     let mut out = t.clone();
     out.output = format!("{}-latency", t.output);
     create_topics(&[(&out.output, PARTITIONS)]);
-    // Enough load for the probes and a margin: the same population again under new ids.
-    let needed = (rate * (PROBE_EVERY.as_secs_f64() * 1.3 * PROBES as f64 + WARM_UP.as_secs_f64() + 6.0)) as usize;
-    let cfg = GenConfig { customers: 20_000, days: 60, seed: 99, ..GenConfig::default() };
-    let load: Vec<GeneratedEvent> = Generator::new(cfg)
-        .take(needed)
-        .map(|mut e| {
-            e.json = e.json.replace("\"cus_", "\"live_");
-            e.customer_id = e.customer_id.replace("cus_", "live_");
-            e
-        })
-        .collect();
-    let load_len = load.len();
+    let mut population = live_population();
+    let burst: Vec<GeneratedEvent> = population.by_ref().take(LIVE_BURST).collect();
 
     let mut service = Service::start(&out, &group, "exactly_once", &group, DEFAULTS);
     // Let it drain the backlog first; latency is measured on live traffic.
     wait_caught_up(&out, &group, &mut [&mut service]);
+
+    let sender = load_producer();
+    let started = Instant::now();
+    let n =
+        send_events(&sender, &out, burst.into_iter(), Some(rate), &AtomicBool::new(false), &AtomicU64::new(0)).unwrap();
+    let sent = started.elapsed();
+    wait_caught_up(&out, &group, &mut [&mut service]);
+    let live = Live {
+        offered: rate,
+        sent_rate: n as f64 / sent.as_secs_f64(),
+        caught_up_rate: n as f64 / started.elapsed().as_secs_f64(),
+    };
+    // Carried within 5 %: the asked rate stands; otherwise half of what was carried.
+    let rate = if fixed || live.sent_rate >= 0.95 * rate { rate } else { live.sent_rate / 2.0 };
+
+    // Enough load for the probes and a margin.
+    let needed = (rate * (PROBE_EVERY.as_secs_f64() * 1.3 * PROBES as f64 + WARM_UP.as_secs_f64() + 6.0)) as usize;
+    let load: Vec<GeneratedEvent> = population.take(needed).collect();
+    let load_len = load.len();
 
     let stop = Arc::new(AtomicBool::new(false));
     let committed = watch(out.output.clone(), "read_committed", stop.clone());
@@ -284,7 +369,7 @@ fn latency(t: &Topics, rate: f64) -> (Visible, Visible) {
     let loader = {
         let (stop, topics, now) = (stop.clone(), out.clone(), now.clone());
         std::thread::spawn(move || {
-            let producer = input_producer(&brokers()).unwrap();
+            let producer = sender;
             let events = load.into_iter().inspect(move |e| {
                 now.fetch_max(e.timestamp, Relaxed);
             });
@@ -349,7 +434,7 @@ fn latency(t: &Topics, rate: f64) -> (Visible, Visible) {
             );
         }
     }
-    (percentiles(&sent, &committed), percentiles(&sent, &uncommitted))
+    (live, rate, percentiles(&sent, &committed), percentiles(&sent, &uncommitted))
 }
 
 fn main() {
@@ -378,7 +463,7 @@ fn main() {
     // Each round measures the four drains one after the other, so a ratio compares runs seconds
     // apart; the machine is shared, and a burst of someone else's load can slow one run of a
     // round by a third. The summary takes the median over the rounds.
-    let rounds = env_u32("BENCH_ROUNDS", 3).max(1);
+    let rounds = env_u32("BENCH_ROUNDS", 5).max(1);
     let drains: Vec<[Drain; 4]> = if phases == "latency" {
         Vec::new()
     } else {
@@ -395,16 +480,14 @@ fn main() {
     };
     // BENCH_LATENCY_RATE overrides the offered load (e.g. to see latency at a rate this machine
     // sustains alongside its own load generator).
-    let half = std::env::var("BENCH_LATENCY_RATE")
-        .ok()
-        .and_then(|r| r.parse().ok())
+    let asked: Option<f64> = std::env::var("BENCH_LATENCY_RATE").ok().and_then(|r| r.parse().ok());
+    let half = asked
         .or((!drains.is_empty()).then(|| median(drains.iter().map(|d| d[2].rate())) / 2.0))
         .expect("BENCH_PHASES=latency needs BENCH_LATENCY_RATE");
-    if phases == "drain" {
-        return report(&drains, None, half);
+    report(&drains);
+    if phases != "drain" {
+        report_latency(&latency(&t, half, asked.is_some()), half);
     }
-    let visible = latency(&t, half);
-    report(&drains, Some(&visible), half);
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
@@ -417,7 +500,7 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-fn report(drains: &[[Drain; 4]], visible: Option<&(Visible, Visible)>, half: f64) {
+fn report(drains: &[[Drain; 4]]) {
     const NAMES: [&str; 4] = [
         "raw consume, poll per message",
         "raw consume, batched",
@@ -425,17 +508,20 @@ fn report(drains: &[[Drain; 4]], visible: Option<&(Visible, Visible)>, half: f64
         "healthscore exactly_once",
     ];
     if !drains.is_empty() {
-        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader |");
-        println!("|---:|---|---:|---:|---:|---:|");
+        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader | machine idle | steal |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|");
         for (r, round) in drains.iter().enumerate() {
             for (name, d) in NAMES.iter().zip(round) {
+                let (idle, steal) = d.idle_and_steal();
                 println!(
-                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.1} % |",
                     r + 1,
                     d.rate(),
                     d.cpu_per_million(),
                     d.rate() / round[0].rate(),
-                    d.rate() / round[1].rate()
+                    d.rate() / round[1].rate(),
+                    idle * 100.0,
+                    steal * 100.0
                 );
             }
         }
@@ -456,8 +542,17 @@ fn report(drains: &[[Drain; 4]], visible: Option<&(Visible, Visible)>, half: f64
         }
         println!("(ratios are per round, then the median; times include client or process start, and the service's group join)");
     }
-    let Some((committed, uncommitted)) = visible else { return };
-    println!("\nproduce-to-visible with load offered at {half:.0} events/s:");
+}
+
+fn report_latency((live, rate, committed, uncommitted): &(Live, f64, Visible, Visible), half: f64) {
+    println!(
+        "\nlive maximum: {LIVE_BURST} events offered at {:.0}/s beside the service were sent at {:.0}/s, and the service had committed the last of them at {:.0}/s from the first sent",
+        live.offered, live.sent_rate, live.caught_up_rate
+    );
+    println!(
+        "produce-to-visible with load offered at {rate:.0} events/s (asked: {half:.0}; half the live maximum: {:.0}):",
+        live.sent_rate / 2.0
+    );
     for (name, v) in [("read_committed", committed), ("read_uncommitted (before the commit)", uncommitted)] {
         println!("  {name}: p50 {:.0} ms, p99 {:.0} ms over {} probes", v.p50, v.p99, v.probes);
     }

@@ -15,8 +15,13 @@ use crate::generate::GeneratedEvent;
 
 /// A producer for input events.
 pub fn input_producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    input_producer_config(brokers).create().context("cannot create the input producer")
+}
+
+/// The input producer's settings, for callers that change one (`bench-kafka`'s live load).
+pub fn input_producer_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "10")
         .set("batch.num.messages", "10000")
@@ -24,9 +29,8 @@ pub fn input_producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultP
         .set("compression.type", "lz4")
         // Retries (a broker restarting, a leader moving) must neither reorder a partition's
         // events nor write them twice: the event-time merge follows each partition's order.
-        .set("enable.idempotence", "true")
-        .create()
-        .context("cannot create the input producer")
+        .set("enable.idempotence", "true");
+    c
 }
 
 /// Sends `events` at up to `rate` events/s (unlimited if `None`) until they run out or `stop`
