@@ -184,12 +184,11 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
     drain
 }
 
-fn drain(t: &Topics, total: u64, guarantee: &str, round: u32) -> Drain {
+fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, round: u32) -> Drain {
     let group = format!("bench-{guarantee}-{}-{round}", std::process::id());
     let mut out = t.clone();
     out.output = format!("{}-{guarantee}-{round}", t.output);
     create_topics(&[(&out.output, PARTITIONS)]);
-    let ends = input_ends(t);
     let watcher: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", &group).create().unwrap();
     let machine = machine_secs();
@@ -464,6 +463,8 @@ fn main() {
     // apart; the machine is shared, and a burst of someone else's load can slow one run of a
     // round by a third. The summary takes the median over the rounds.
     let rounds = env_u32("BENCH_ROUNDS", 5).max(1);
+    // The inputs' ends, read once: every drain of every round ends there.
+    let ends = input_ends(&t);
     let drains: Vec<[Drain; 4]> = if phases == "latency" {
         Vec::new()
     } else {
@@ -472,8 +473,8 @@ fn main() {
                 [
                     ceiling(&t, total, false),
                     ceiling(&t, total, true),
-                    drain(&t, total, "at_least_once", r),
-                    drain(&t, total, "exactly_once", r),
+                    drain(&t, &ends, total, "at_least_once", r),
+                    drain(&t, &ends, total, "exactly_once", r),
                 ]
             })
             .collect()
