@@ -322,9 +322,10 @@ fn load_producer() -> rdkafka::producer::ThreadedProducer<rdkafka::producer::Def
 
 /// Latency under live load: first the live maximum (`LIVE_BURST` events offered at `rate`), then
 /// load offered at `rate`, or at half the live maximum if the machine did not carry `rate` and
-/// `rate` was not asked for (`fixed`): (the live maximum, the rate offered, read_committed, read_uncommitted). The load is
-/// generated before the clock starts and only sent while measuring, so the generator's CPU does
-/// not compete with the service on this small machine (the producer's does, as any load would).
+/// `rate` was not asked for (`fixed`). Returns the live maximum, the rate offered, and the
+/// latencies at read_committed and read_uncommitted. The load is generated before the clock
+/// starts and only sent while measuring, so the generator's CPU does not compete with the
+/// service on this small machine (the producer's does, as any load would).
 fn latency(t: &Topics, rate: f64, fixed: bool) -> (Live, f64, Visible, Visible) {
     let group = format!("bench-latency-{}", std::process::id());
     let mut out = t.clone();
