@@ -464,11 +464,11 @@ fn main() {
     // apart; the machine is shared, and a burst of someone else's load can slow one run of a
     // round by a third. The summary takes the median over the rounds.
     let rounds = env_u32("BENCH_ROUNDS", 5).max(1);
-    // The inputs' ends, read once: every drain of every round ends there.
-    let ends = input_ends(&t);
     let drains: Vec<[Drain; 4]> = if phases == "latency" {
         Vec::new()
     } else {
+        // The inputs' ends, read once: every drain of every round ends there.
+        let ends = input_ends(&t);
         (0..rounds)
             .map(|r| {
                 [
