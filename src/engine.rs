@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::event::{parse, parse_known, Event, EventKind, KnownTime, Millis, RejectReason, Rejection, Source, DAY_MS};
 use crate::hash::event_id;
+use crate::memory::prefetch_bytes;
 use crate::output::{round_to, Alert, ComponentOut, EmitReason, Output, ScoreChanged};
 use crate::rules::{Firing, RuleId, RuleInput, Trigger};
 use crate::score::{Band, ComponentScore, Scorecard, Stage};
@@ -471,8 +472,24 @@ impl Engine {
         results: &mut Vec<Result<Outcome, Rejection>>,
         out: &mut Vec<Output>,
     ) {
-        let parsed: Vec<Result<Event<'_>, Rejection>> =
-            inputs.iter().map(|(b, topic, known)| parse_known(b, *topic, *known)).collect();
+        // The inputs' bytes are fetched a few inputs ahead of the parse: in the Kafka shell they
+        // were copied by another thread moments ago, so they are not in this core's cache, and
+        // records lie scattered where no hardware prefetcher guesses them (a quarter of the
+        // parse's time was that wait).
+        const AHEAD: usize = 8;
+        for (bytes, _, _) in inputs.iter().take(AHEAD) {
+            prefetch_bytes(bytes.as_ptr(), bytes.len());
+        }
+        let parsed: Vec<Result<Event<'_>, Rejection>> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, (b, topic, known))| {
+                if let Some((ahead, _, _)) = inputs.get(i + AHEAD) {
+                    prefetch_bytes(ahead.as_ptr(), ahead.len());
+                }
+                parse_known(b, *topic, *known)
+            })
+            .collect();
         // The customers whose timers the batch's events will fire, as stream time moves on.
         let mut due: Vec<(u32, crate::window::Day, Option<&EventKind<'_>>)> = Vec::new();
         let batch_end = parsed.iter().filter_map(|p| p.as_ref().ok().map(|e| e.timestamp)).max();

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, EventKind, Invoice, Millis, Priority, DAY_MS};
 use crate::hash::{hash64, key32};
+use crate::memory::prefetch_bytes;
 use crate::rules::RULE_COUNT;
 use crate::score::{Band, Stage};
 use crate::signal::{Signal, Signals};
@@ -510,23 +511,6 @@ impl Customer {
             + self.mrr_history.capacity() * std::mem::size_of::<(Day, f64)>()
             + self.overdue.capacity() * 4
     }
-}
-
-/// Prefetches every cache line of `len` bytes at `ptr` (no-op off x86_64).
-#[inline]
-pub(crate) fn prefetch_bytes(ptr: *const u8, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let mut off = 0;
-        while off < len.max(1) {
-            // SAFETY: prefetch never faults and reads nothing; any address is allowed.
-            unsafe { _mm_prefetch(ptr.wrapping_add(off) as *const i8, _MM_HINT_T0) };
-            off += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (ptr, len);
 }
 
 /// Whether a key last seen on `before` (if ever) starts counting again in a 30-day window at `day`.

@@ -109,9 +109,9 @@ impl Store {
         let (ring, ring_len) =
             (std::mem::offset_of!(Customer, usage), std::mem::size_of::<super::customer::UsageRing>());
         let size = std::mem::size_of::<Option<Customer>>();
-        super::customer::prefetch_bytes(at, ring);
+        crate::memory::prefetch_bytes(at, ring);
         if ring + ring_len < size {
-            super::customer::prefetch_bytes(at.wrapping_add(ring + ring_len), size - ring - ring_len);
+            crate::memory::prefetch_bytes(at.wrapping_add(ring + ring_len), size - ring - ring_len);
         }
     }
 
