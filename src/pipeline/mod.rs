@@ -4,11 +4,13 @@
 //! - [`task`]: one partition's input buffers, merged in event-time order, and its engine (no Kafka).
 //! - [`kafka`]: client properties and start-up topic checks.
 //! - [`processor`]: the consume → process → produce → commit loop, rebalances and recovery.
+//! - [`acks`]: at-least-once commits that wait for their outputs' acknowledgments without blocking.
 //! - [`send`]: producing event histories to the input topics (`generate --brokers`, the demo).
 //! - [`demo`]: the whole pipeline on librdkafka's in-process mock cluster.
 //! - [`metrics`]: the Prometheus metrics, read from the processor's counters at scrape time.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API, on axum.
 
+pub mod acks;
 pub mod config;
 pub mod demo;
 pub mod http;

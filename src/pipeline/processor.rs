@@ -31,6 +31,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
+use super::acks::{Acks, Epochs, Position};
 use super::config::{Config, Guarantee, SnapshotStoreKind};
 use super::kafka::{self, app_positions, cached_high_watermarks, FetchQueue, Fetched};
 use super::metrics::{Lag, Telemetry};
@@ -72,6 +73,8 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     pub state: Mutex<State>,
     producer: ThreadedProducer<DeliveryCounter>,
+    /// Outputs in flight per commit epoch, counted by the producer's delivery callback.
+    acks: Arc<Acks>,
     /// Where partition snapshots are kept (`None`: no snapshots; partitions rebuild by re-reading).
     snapshots: Option<Arc<dyn SnapshotStore>>,
     /// Bumped by every rebalance and every seek back, so messages polled before one are not
@@ -91,8 +94,13 @@ pub struct Shared {
 pub struct State {
     pub tasks: BTreeMap<i32, PartitionTask>,
     scorecard: Arc<Scorecard>,
-    /// Outputs produced since the last commit.
+    /// Outputs produced since the last commit (at-least-once: since the last flush).
     dirty: bool,
+    /// At-least-once: the epochs outputs are produced in, and the offsets waiting for theirs.
+    epochs: Epochs,
+    /// Delivery failures already acted on (by a rewind): any beyond stops offsets from being
+    /// committed and rewinds to the last commit.
+    failures_seen: u64,
     /// Input partitions paused because their buffer is full: (source, partition).
     paused: HashSet<(usize, i32)>,
     waiting_since: HashMap<i32, Instant>,
@@ -113,19 +121,24 @@ pub struct State {
     snapshotted: HashMap<i32, (Instant, [Option<i64>; 3])>,
 }
 
+/// The producer's context: counts failed deliveries and reports each output's delivery
+/// against the commit epoch it was produced in (its opaque; see [`Acks`]).
 pub struct DeliveryCounter {
     stats: Arc<Stats>,
+    acks: Arc<Acks>,
 }
 
 impl ClientContext for DeliveryCounter {}
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        // Failures first: a tick that sees the epoch settled must also see its failures.
         if let Err((e, _)) = result {
             self.stats.delivery_failures.fetch_add(1, Relaxed);
             warn!(error = %e, "output delivery failed");
         }
+        self.acks.reported(epoch);
     }
 }
 
@@ -290,7 +303,7 @@ impl State {
             warn!("assignment lost; aborting in-flight work");
             self.abort(shared)?;
         } else {
-            self.commit(shared, consumer, true)?;
+            self.commit(shared, consumer, Wait::Sync)?;
             let revoked: BTreeSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
             for p in revoked {
                 self.snapshot(shared, p, true);
@@ -319,18 +332,21 @@ impl State {
     }
 
     /// Commits processed offsets: in the open transaction (then starts the next one) with
-    /// exactly-once; after every output is acknowledged with at-least-once.
-    fn commit(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, sync: bool) -> anyhow::Result<()> {
+    /// exactly-once; with at-least-once, only offsets whose outputs are all acknowledged: those
+    /// acknowledged by now ([`Wait::No`], see [`Epochs`]), or every one after waiting for them.
+    fn commit(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, wait: Wait) -> anyhow::Result<()> {
         let topics = shared.config.kafka.topics.inputs();
-        let mut tpl = TopicPartitionList::new();
+        let mut positions: Vec<Position> = Vec::new();
         for (p, task) in &self.tasks {
             for (s, input) in task.inputs.iter().enumerate() {
                 if let Some(pos) = input.position.filter(|pos| Some(*pos) != input.committed) {
-                    tpl.add_partition_offset(topics[s], *p, Offset::Offset(pos))?;
+                    positions.push((s, *p, pos));
                 }
             }
         }
-        if tpl.count() == 0 && !self.dirty {
+        let guarantee = shared.config.kafka.processing_guarantee;
+        let deferred = guarantee == Guarantee::AtLeastOnce && wait == Wait::No;
+        if positions.is_empty() && !self.dirty && !deferred {
             return Ok(());
         }
         let producer = &shared.producer;
@@ -338,7 +354,11 @@ impl State {
         let _timer = scopeguard(|| {
             shared.stats.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         });
-        match shared.config.kafka.processing_guarantee {
+        if deferred {
+            return self.commit_acknowledged(shared, consumer, positions);
+        }
+        let tpl = offsets_list(topics, &positions)?;
+        match guarantee {
             Guarantee::ExactlyOnce => {
                 let mut backoff = Duration::from_millis(50);
                 loop {
@@ -369,15 +389,16 @@ impl State {
                 producer.begin_transaction().map_err(|e| anyhow!("cannot begin a transaction: {e}"))?;
             }
             Guarantee::AtLeastOnce => {
-                let failed_before = shared.stats.delivery_failures.load(Relaxed);
                 let flushed = wait_delivered(producer, TIMEOUT);
-                if flushed.is_err() || shared.stats.delivery_failures.load(Relaxed) != failed_before {
+                if flushed.is_err() || self.delivery_failed(shared) {
                     warn!("outputs not all delivered; rewinding to the last commit");
                     self.rewind(shared);
                     return Ok(());
                 }
+                // These positions cover what any waiting epoch would commit.
+                self.epochs.forget();
                 if tpl.count() > 0 {
-                    let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
+                    let mode = if wait == Wait::Sync { CommitMode::Sync } else { CommitMode::Async };
                     if let Err(e) = consumer.commit(&tpl, mode) {
                         // Not fatal: the offsets are committed again next time, and anything
                         // re-read after a crash is re-emitted with the same event_ids.
@@ -399,6 +420,41 @@ impl State {
         Ok(())
     }
 
+    /// At-least-once between flushes: commits the offsets whose outputs are all acknowledged
+    /// by now, if any, and lets `positions` wait for theirs (see [`Epochs::tick`]).
+    fn commit_acknowledged(
+        &mut self,
+        shared: &Shared,
+        consumer: &BaseConsumer<Ctx>,
+        positions: Vec<Position>,
+    ) -> anyhow::Result<()> {
+        let Some(ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
+        if self.delivery_failed(shared) {
+            // An output before these offsets may be lost: never commit past it.
+            warn!("outputs not all delivered; rewinding to the last commit");
+            self.rewind(shared);
+            return Ok(());
+        }
+        let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready)?;
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            warn!(error = %e, "offset commit failed; will retry");
+            return Ok(());
+        }
+        for (s, p, offset) in ready {
+            if let Some(task) = self.tasks.get_mut(&p) {
+                task.inputs[s].committed = Some(offset);
+            }
+        }
+        shared.stats.commits.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Whether an output delivery failed since the last call.
+    fn delivery_failed(&mut self, shared: &Shared) -> bool {
+        let failures = shared.stats.delivery_failures.load(Relaxed);
+        std::mem::replace(&mut self.failures_seen, failures) != failures
+    }
+
     /// Aborts the open transaction and rewinds every partition to its last commit.
     fn abort(&mut self, shared: &Shared) -> anyhow::Result<()> {
         if shared.config.kafka.processing_guarantee == Guarantee::ExactlyOnce {
@@ -413,6 +469,7 @@ impl State {
     /// Throws away every partition's state and re-reads it up to the last commit.
     fn rewind(&mut self, shared: &Shared) {
         shared.stats.rewinds.fetch_add(1, Relaxed);
+        self.epochs.forget();
         let partitions: Vec<i32> = self.tasks.keys().copied().collect();
         for p in partitions {
             self.reset_task(shared, p, true);
@@ -523,20 +580,19 @@ impl State {
         self.snapshotted.insert(p, (Instant::now(), offsets));
     }
 
-    /// Snapshots the partition whose snapshot is oldest, if it is due (one per call, so the
-    /// pauses of several partitions spread out), and counts finished writes.
-    fn snapshot_due(&mut self, shared: &Shared, now: Instant) {
-        self.count_snapshots(shared);
+    /// The partition whose snapshot is oldest, if it is due and the writer is free (one per
+    /// commit, so the pauses of several partitions spread out).
+    fn due_snapshot(&self, shared: &Shared, now: Instant) -> Option<i32> {
+        if self.snapshotter.as_ref().is_none_or(Snapshotter::busy) {
+            return None;
+        }
         let every = Duration::from_secs(shared.config.snapshot.interval_secs);
-        let due = self
-            .tasks
+        self.tasks
             .keys()
             .map(|p| (self.snapshotted.get(p).map_or(now, |(t, _)| *t), *p))
             .filter(|(t, _)| now.duration_since(*t) >= every)
-            .min();
-        if let Some((_, p)) = due {
-            self.snapshot(shared, p, false);
-        }
+            .min()
+            .map(|(_, p)| p)
     }
 
     fn count_snapshots(&mut self, shared: &Shared) {
@@ -644,8 +700,9 @@ impl Processor {
     /// Connects, checks the topics and (with exactly-once) fences older instances of this
     /// transactional id. Fails fast with the reason.
     pub fn new(config: Arc<Config>, scorecard: Arc<Scorecard>, stats: Arc<Stats>) -> anyhow::Result<Processor> {
+        let acks = Arc::new(Acks::default());
         let producer: ThreadedProducer<DeliveryCounter> = kafka::producer_config(&config)
-            .create_with_context(DeliveryCounter { stats: stats.clone() })
+            .create_with_context(DeliveryCounter { stats: stats.clone(), acks: acks.clone() })
             .context("cannot create the producer")?;
         let snapshots = snapshot_store(&config)?;
         let shared = Arc::new(Shared {
@@ -655,6 +712,8 @@ impl Processor {
                 tasks: BTreeMap::new(),
                 scorecard,
                 dirty: false,
+                epochs: Epochs::default(),
+                failures_seen: 0,
                 paused: HashSet::new(),
                 waiting_since: HashMap::new(),
                 stall_warned: HashMap::new(),
@@ -667,6 +726,7 @@ impl Processor {
                 snapshotted: HashMap::new(),
             }),
             producer,
+            acks,
             snapshots,
             generation: AtomicU64::new(0),
             seeks_requested: AtomicBool::new(false),
@@ -907,7 +967,7 @@ fn process_loop(
         }
         if stop.load(Relaxed) || gone {
             let mut state = shared.lock();
-            let committed = state.commit(shared, consumer, true);
+            let committed = state.commit(shared, consumer, Wait::Sync);
             if committed.is_ok() {
                 state.snapshot_all(shared);
             }
@@ -944,11 +1004,18 @@ fn process_loop(
         let processed = Instant::now();
         process_time += processed - now;
         if now.duration_since(last_commit) >= commit_every {
-            if let Err(e) = state.commit(shared, consumer, false) {
+            // A snapshot needs its state to reflect exactly the committed input: that commit
+            // waits for the outputs (one partition's snapshot per `interval_secs` / partitions).
+            state.count_snapshots(shared);
+            let snapshot = state.due_snapshot(shared, now);
+            let wait = if snapshot.is_some() { Wait::Flush } else { Wait::No };
+            if let Err(e) = state.commit(shared, consumer, wait) {
                 break Err(e);
             }
             last_commit = now;
-            state.snapshot_due(shared, now);
+            if let Some(p) = snapshot {
+                state.snapshot(shared, p, false);
+            }
             commit_time += processed.elapsed();
         }
         shared.update_readiness(&state);
@@ -1182,7 +1249,7 @@ impl State {
         for o in &done.outputs {
             json.clear();
             o.write_json(&mut json);
-            let record = BaseRecord::to(&config.kafka.topics.output)
+            let record = BaseRecord::with_opaque_to(&config.kafka.topics.output, self.epochs.produce())
                 .key(o.customer_id())
                 .payload(&json[..])
                 // Kafka timestamp: now (the default), not the event time in the payload, so a
@@ -1213,9 +1280,12 @@ impl State {
                 d.partition,
                 record.offset,
             );
-            let mut r = BaseRecord::<[u8], [u8]>::to(&config.kafka.topics.dead_letter)
-                .payload(record.payload())
-                .headers(headers);
+            let mut r = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
+                &config.kafka.topics.dead_letter,
+                self.epochs.produce(),
+            )
+            .payload(record.payload())
+            .headers(headers);
             if let Some(k) = record.key() {
                 r = r.key(k);
             }
@@ -1254,7 +1324,7 @@ fn wait_delivered(producer: &ThreadedProducer<DeliveryCounter>, timeout: Duratio
 /// Sends one record, waiting while librdkafka's queue is full (backpressure, not loss).
 fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
     producer: &ThreadedProducer<DeliveryCounter>,
-    mut record: BaseRecord<'_, K, P>,
+    mut record: BaseRecord<'_, K, P, usize>,
 ) -> anyhow::Result<()> {
     loop {
         match producer.send(record) {
@@ -1266,6 +1336,27 @@ fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes +
             Err((e, r)) => return Err(anyhow!("cannot produce to {}: {e}", r.topic)),
         }
     }
+}
+
+/// How a commit waits for the outputs produced before the offsets it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Not at all with at-least-once: commits what is acknowledged by now (see [`Epochs`]).
+    /// Exactly-once commits its transaction, which waits for them anyway.
+    No,
+    /// Until every output is acknowledged; offsets are then committed asynchronously.
+    Flush,
+    /// The same, and the offsets' commit is synchronous too (revoke, shutdown).
+    Sync,
+}
+
+/// Positions as a list to commit.
+fn offsets_list(topics: [&str; 3], positions: &[Position]) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for &(s, p, offset) in positions {
+        tpl.add_partition_offset(topics[s], p, Offset::Offset(offset))?;
+    }
+    Ok(tpl)
 }
 
 /// Runs `f` when dropped: times a function with several exits.

@@ -272,8 +272,13 @@ impl Service {
             .env("HEALTHSCORE__SNAPSHOT__DIR", snapshot_dir(t, group))
             .env("HEALTHSCORE__SNAPSHOT__INTERVAL_SECS", "1")
             .env("HEALTHSCORE__SNAPSHOT__TOPIC", format!("{}-state", t.usage));
+        // Extra environment overrides; a `--flag` key is passed as an argument instead.
         for (k, v) in extra {
-            cmd.env(k, v);
+            if k.starts_with("--") {
+                cmd.arg(k).arg(v);
+            } else {
+                cmd.env(k, v);
+            }
         }
         SERVICE_LOGS.lock().unwrap().push(log.clone());
         let child = cmd
