@@ -86,6 +86,9 @@ struct Drain {
     cpu: f64,
     /// The machine's CPU seconds over the drain: busy, idle, stolen.
     machine: [f64; 3],
+    /// The service's processing and polling threads' own CPU seconds, from its log (not for
+    /// the readers): what each costs, apart from the time it waited for a core.
+    threads: Option<[f64; 2]>,
 }
 
 impl Drain {
@@ -94,6 +97,11 @@ impl Drain {
     }
     fn cpu_per_million(&self) -> f64 {
         self.cpu / (self.events as f64 / 1e6)
+    }
+    /// The processing and polling threads' CPU seconds per million events, as table cells.
+    fn threads_per_million(&self) -> [String; 2] {
+        let per_m = |secs: f64| format!("{:.2}", secs / (self.events as f64 / 1e6));
+        self.threads.map_or(["—".into(), "—".into()], |[processing, polling]| [per_m(processing), per_m(polling)])
     }
     /// Share of the machine's CPU time that was idle, and that the hypervisor took.
     fn idle_and_steal(&self) -> (f64, f64) {
@@ -179,6 +187,7 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
         secs: started.elapsed().as_secs_f64(),
         cpu: cpu_secs(std::process::id()) - cpu0,
         machine: machine_since(machine),
+        threads: None,
     };
     drop(fetch);
     drain
@@ -211,8 +220,21 @@ fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, rou
     }
     let secs = started.elapsed().as_secs_f64();
     let (cpu, machine) = (cpu_secs(pid), machine_since(machine));
+    let log = service.log.clone();
     assert!(service.stop().success());
-    Drain { events: total, secs, cpu, machine }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    Drain { events: total, secs, cpu, machine, threads: thread_cpu(&log) }
+}
+
+/// The processing and polling threads' CPU seconds, from the lines the service logs as it
+/// stops ("processing stopped" and "leaving the group", each with `cpu_secs=`).
+fn thread_cpu(log: &str) -> Option<[f64; 2]> {
+    let cpu_of = |marker: &str| -> Option<f64> {
+        let line = log.lines().find(|l| l.contains(marker))?;
+        let (_, rest) = line.split_once("cpu_secs=")?;
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some([cpu_of("processing stopped")?, cpu_of("leaving the group")?])
 }
 
 /// Every input partition with its end offset (high watermark) now.
@@ -510,13 +532,14 @@ fn report(drains: &[[Drain; 4]]) {
         "healthscore exactly_once",
     ];
     if !drains.is_empty() {
-        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader | machine idle | steal |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader | machine idle | steal | processing / polling thread CPU-s per M |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
         for (r, round) in drains.iter().enumerate() {
             for (name, d) in NAMES.iter().zip(round) {
                 let (idle, steal) = d.idle_and_steal();
+                let [processing, polling] = d.threads_per_million();
                 println!(
-                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.1} % |",
+                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.1} % | {processing} / {polling} |",
                     r + 1,
                     d.rate(),
                     d.cpu_per_million(),
