@@ -435,6 +435,9 @@ impl State {
             self.rewind(shared);
             return Ok(());
         }
+        if ready.is_empty() {
+            return Ok(()); // outputs without new input (idle time moving on): nothing to commit
+        }
         let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready)?;
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(error = %e, "offset commit failed; will retry");
