@@ -102,6 +102,8 @@ impl Epochs {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn at(offset: i64) -> Vec<Position> {
@@ -139,5 +141,42 @@ mod tests {
         assert_eq!(e.tick(&acks, at(9)), None);
         acks.reported(next);
         assert_eq!(e.tick(&acks, Vec::new()), Some(at(9)));
+    }
+
+    proptest! {
+        /// Any interleaving of outputs produced, their reports (in any order) and ticks: an
+        /// offset is committed only once every output produced before it was reached is
+        /// reported, and committed offsets only go forward.
+        #[test]
+        fn no_offset_is_committed_before_the_outputs_before_it(ops in prop::collection::vec((0u8..3, any::<prop::sample::Index>()), 1..300)) {
+            let (acks, mut e) = (Acks::default(), Epochs::default());
+            // Outputs in flight: (epoch, the offset reached when it was produced).
+            let mut in_flight: Vec<(usize, i64)> = Vec::new();
+            // The offset reached: one more per tick, as if a record were processed between ticks.
+            let (mut offset, mut last_committed) = (0i64, -1i64);
+            for (op, pick) in ops {
+                match op {
+                    0 => in_flight.push((e.produce(), offset)),
+                    1 if !in_flight.is_empty() => {
+                        let (epoch, _) = in_flight.swap_remove(pick.index(in_flight.len()));
+                        acks.reported(epoch);
+                    }
+                    _ => {
+                        offset += 1;
+                        if let Some(ready) = e.tick(&acks, at(offset)) {
+                            let committed = ready[0].2;
+                            prop_assert!(committed > last_committed, "{committed} after {last_committed}");
+                            last_committed = committed;
+                            // An output produced when the offset reached was below the committed
+                            // one belongs to a record before it: it must have been reported.
+                            prop_assert!(
+                                in_flight.iter().all(|(_, at)| *at >= committed),
+                                "committed {committed} with {in_flight:?} in flight"
+                            );
+                        }
+                    }
+                }
+            }
+        }
     }
 }
