@@ -65,9 +65,10 @@ impl Epochs {
     }
 
     /// A commit tick, with the positions reached (every input whose position is past its last
-    /// commit): returns the positions that may be committed now, if any. Those of the waiting epoch when its outputs are all acknowledged; the given
-    /// ones at once when nothing is in flight before them. Otherwise `positions` close the
-    /// open epoch and wait (unless an epoch already waits: then the open one stays open).
+    /// commit): returns the positions that may be committed now, if any. Those of the waiting
+    /// epoch when its outputs are all acknowledged; the given ones at once when nothing is in
+    /// flight before them. Otherwise `positions` close the open epoch and wait (unless an
+    /// epoch already waits: then the open one stays open).
     pub fn tick(&mut self, acks: &Acks, positions: Vec<Position>) -> Option<Vec<Position>> {
         let mut ready = None;
         if let Some((epoch, offsets)) = &mut self.waiting {

@@ -391,8 +391,7 @@ impl State {
             Guarantee::AtLeastOnce => {
                 let flushed = wait_delivered(producer, TIMEOUT);
                 if flushed.is_err() || self.delivery_failed(shared) {
-                    warn!("outputs not all delivered; rewinding to the last commit");
-                    self.rewind(shared);
+                    self.rewind_undelivered(shared);
                     return Ok(());
                 }
                 // These positions cover what any waiting epoch would commit.
@@ -431,8 +430,7 @@ impl State {
         let Some(ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
         if self.delivery_failed(shared) {
             // An output before these offsets may be lost: never commit past it.
-            warn!("outputs not all delivered; rewinding to the last commit");
-            self.rewind(shared);
+            self.rewind_undelivered(shared);
             return Ok(());
         }
         if ready.is_empty() {
@@ -450,6 +448,13 @@ impl State {
         }
         shared.stats.commits.fetch_add(1, Relaxed);
         Ok(())
+    }
+
+    /// At-least-once, when outputs may not all have been delivered: nothing processed since
+    /// the last commit counts, and every partition re-reads from there.
+    fn rewind_undelivered(&mut self, shared: &Shared) {
+        warn!("outputs not all delivered; rewinding to the last commit");
+        self.rewind(shared);
     }
 
     /// Whether an output delivery failed since the last call.
