@@ -52,10 +52,12 @@ test-kafka:
 bench-kafka:
 	$(call with_broker,$(CARGO) bench --locked --bench kafka)
 
-## Benchmarks: hot path against a serde_json reference, then state size and timer cost at 1M customers.
+## Benchmarks: hot path against a serde_json reference, state size and timer cost at 1M customers,
+## then the Kafka drain's processing-thread work without Kafka (CPU-s per M events).
 bench:
 	$(CARGO) bench --locked --bench engine
 	$(CARGO) bench --locked --bench state
+	$(CARGO) bench --locked --bench drain
 
 lint: check-deploy
 	$(CARGO) fmt --all -- --check

@@ -89,6 +89,9 @@ struct Drain {
     /// The service's processing and polling threads' own CPU seconds, from its log (not for
     /// the readers): what each costs, apart from the time it waited for a core.
     threads: Option<[f64; 2]>,
+    /// The local broker's CPU seconds over the drain (when it runs on this machine): serving
+    /// fetches costs it differently per client, and it shares the cores with the drain.
+    broker: Option<f64>,
 }
 
 impl Drain {
@@ -103,11 +106,31 @@ impl Drain {
         let per_m = |secs: f64| format!("{:.2}", secs / (self.events as f64 / 1e6));
         self.threads.map_or(["—".into(), "—".into()], |[processing, polling]| [per_m(processing), per_m(polling)])
     }
+    /// The local broker's CPU seconds per million events, as a table cell.
+    fn broker_per_million(&self) -> String {
+        self.broker.map_or("—".into(), |secs| format!("{:.2}", secs / (self.events as f64 / 1e6)))
+    }
     /// Share of the machine's CPU time that was idle, and that the hypervisor took.
     fn idle_and_steal(&self) -> (f64, f64) {
         let total: f64 = self.machine.iter().sum();
         (self.machine[1] / total, self.machine[2] / total)
     }
+}
+
+/// The pid of a broker started by `scripts/kafka.sh` on this machine (its command line names
+/// the script's state directory), if one runs.
+fn local_broker() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        (cmdline.contains("healthscore-kafka") && cmdline.contains("server.properties")).then_some(pid)
+    })
+}
+
+/// CPU seconds the local broker has used so far, if there is one.
+fn broker_cpu() -> Option<f64> {
+    local_broker().map(cpu_secs)
 }
 
 fn machine_since(before: [f64; 3]) -> [f64; 3] {
@@ -121,6 +144,7 @@ fn machine_since(before: [f64; 3]) -> [f64; 3] {
 fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
     // Timed from before the client exists, as the service is from before its process does.
     let cpu0 = cpu_secs(std::process::id());
+    let broker0 = broker_cpu();
     let machine = machine_secs();
     let started = Instant::now();
     let mut config = ClientConfig::new();
@@ -188,6 +212,7 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
         cpu: cpu_secs(std::process::id()) - cpu0,
         machine: machine_since(machine),
         threads: None,
+        broker: broker0.zip(broker_cpu()).map(|(before, after)| after - before),
     };
     drop(fetch);
     drain
@@ -200,6 +225,7 @@ fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, rou
     create_topics(&[(&out.output, PARTITIONS)]);
     let watcher: BaseConsumer =
         ClientConfig::new().set("bootstrap.servers", brokers()).set("group.id", &group).create().unwrap();
+    let broker0 = broker_cpu();
     let machine = machine_secs();
     let started = Instant::now();
     let mut service = Service::start(&out, &group, guarantee, &group, DEFAULTS);
@@ -220,10 +246,11 @@ fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, rou
     }
     let secs = started.elapsed().as_secs_f64();
     let (cpu, machine) = (cpu_secs(pid), machine_since(machine));
+    let broker = broker0.zip(broker_cpu()).map(|(before, after)| after - before);
     let log = service.log.clone();
     assert!(service.stop().success());
     let log = std::fs::read_to_string(log).unwrap_or_default();
-    Drain { events: total, secs, cpu, machine, threads: thread_cpu(&log) }
+    Drain { events: total, secs, cpu, machine, threads: thread_cpu(&log), broker }
 }
 
 /// The processing and polling threads' CPU seconds, from the lines the service logs as it
@@ -532,21 +559,22 @@ fn report(drains: &[[Drain; 4]]) {
         "healthscore exactly_once",
     ];
     if !drains.is_empty() {
-        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader | machine idle | steal | processing / polling thread CPU-s per M |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("\n| round | run | events/s | CPU-s per M events | ratio to the per-message reader | ratio to the batched reader | machine idle | steal | processing / polling thread CPU-s per M | broker CPU-s per M |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (r, round) in drains.iter().enumerate() {
             for (name, d) in NAMES.iter().zip(round) {
                 let (idle, steal) = d.idle_and_steal();
                 let [processing, polling] = d.threads_per_million();
                 println!(
-                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.1} % | {processing} / {polling} |",
+                    "| {} | {name} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} % | {:.1} % | {processing} / {polling} | {} |",
                     r + 1,
                     d.rate(),
                     d.cpu_per_million(),
                     d.rate() / round[0].rate(),
                     d.rate() / round[1].rate(),
                     idle * 100.0,
-                    steal * 100.0
+                    steal * 100.0,
+                    d.broker_per_million()
                 );
             }
         }
