@@ -7,7 +7,8 @@
 //!    message and once reading in batches.
 //! 3. `healthscore run` drains it from the beginning, at-least-once and exactly-once (fresh
 //!    groups), timed from process start until the group has committed the end of every input;
-//!    CPU from /proc. Steps 2 and 3 are repeated `BENCH_ROUNDS` times (default 5), and the
+//!    CPU from /proc (the service's, its two threads' from its log, and a local broker's for
+//!    every drain, readers' too). Steps 2 and 3 are repeated `BENCH_ROUNDS` times (default 5), and the
 //!    summary gives the median of each figure and of each round's ratios.
 //! 4. Live maximum: with the service running exactly-once, 3 M events are offered at half the
 //!    at-least-once drain rate, and the rate the load generator actually sends them at beside the
