@@ -20,6 +20,7 @@ use healthscore::engine::{Engine, EngineConfig};
 use healthscore::event::parse_date_or_datetime;
 use healthscore::generate::{GenConfig, Generator};
 use healthscore::partition::kafka_partition;
+use healthscore::pipeline::processor::thread_cpu;
 use healthscore::pipeline::task::{Copier, PartitionTask, Processed, Record};
 use healthscore::score::Scorecard;
 
@@ -33,17 +34,10 @@ fn env_u32(name: &str, default: u32) -> u32 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// This thread's CPU time so far.
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `t` is a valid timespec to write; the clock id is a constant the kernel knows.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
 /// One round: fresh engines, every event copied into a record (as the polling thread does,
 /// just before its hand-over, so it is in cache as a hand-over's records are) and processed.
 /// Returns the CPU seconds spent processing (not copying), records processed and outputs.
+/// Not inlined, so a profile tells the round from the population's generation.
 #[inline(never)]
 fn round(scorecard: &Arc<Scorecard>, events: &[(usize, usize, Vec<u8>)]) -> (f64, usize, usize) {
     let mut tasks: Vec<PartitionTask> = (0..PARTITIONS as i32)

@@ -105,14 +105,17 @@ impl Drain {
     fn cpu_per_million(&self) -> f64 {
         self.cpu / (self.events as f64 / 1e6)
     }
+    /// CPU seconds per million events of this drain, as a table cell ("—" when not known).
+    fn per_million_cell(&self, secs: Option<f64>) -> String {
+        secs.map_or("—".into(), |secs| format!("{:.2}", secs / (self.events as f64 / 1e6)))
+    }
     /// The processing and polling threads' CPU seconds per million events, as table cells.
     fn threads_per_million(&self) -> [String; 2] {
-        let per_m = |secs: f64| format!("{:.2}", secs / (self.events as f64 / 1e6));
-        self.threads.map_or(["—".into(), "—".into()], |[processing, polling]| [per_m(processing), per_m(polling)])
+        [self.per_million_cell(self.threads.map(|t| t[0])), self.per_million_cell(self.threads.map(|t| t[1]))]
     }
     /// The local broker's CPU seconds per million events, as a table cell.
     fn broker_per_million(&self) -> String {
-        self.broker.map_or("—".into(), |secs| format!("{:.2}", secs / (self.events as f64 / 1e6)))
+        self.per_million_cell(self.broker)
     }
     /// Share of the machine's CPU time that was idle, and that the hypervisor took.
     fn idle_and_steal(&self) -> (f64, f64) {
@@ -135,6 +138,11 @@ fn local_broker() -> Option<u32> {
 /// CPU seconds the local broker has used so far, if there is one.
 fn broker_cpu() -> Option<f64> {
     local_broker().map(cpu_secs)
+}
+
+/// The local broker's CPU seconds since `before` (a [`broker_cpu`] reading), if there is one.
+fn broker_since(before: Option<f64>) -> Option<f64> {
+    before.zip(broker_cpu()).map(|(before, after)| after - before)
 }
 
 fn machine_since(before: [f64; 3]) -> [f64; 3] {
@@ -216,7 +224,7 @@ fn ceiling(t: &Topics, total: u64, batched: bool) -> Drain {
         cpu: cpu_secs(std::process::id()) - cpu0,
         machine: machine_since(machine),
         threads: None,
-        broker: broker0.zip(broker_cpu()).map(|(before, after)| after - before),
+        broker: broker_since(broker0),
     };
     drop(fetch);
     drain
@@ -250,7 +258,7 @@ fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, rou
     }
     let secs = started.elapsed().as_secs_f64();
     let (cpu, machine) = (cpu_secs(pid), machine_since(machine));
-    let broker = broker0.zip(broker_cpu()).map(|(before, after)| after - before);
+    let broker = broker_since(broker0);
     let log = service.log.clone();
     assert!(service.stop().success());
     let log = std::fs::read_to_string(log).unwrap_or_default();
