@@ -244,9 +244,18 @@ fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, rou
     let pid = service.child.id();
     // Done when the group has committed the end of every input. Checked every 20 ms (a check
     // is one request), so the figure is not rounded up to a slow poll's period.
+    // A freshly started broker may answer that it is not (yet) the group's coordinator: that
+    // passes, so any error is retried until the deadline below.
     loop {
-        let committed = watcher.committed_offsets(ends.clone(), Duration::from_secs(30)).unwrap();
-        let done = committed.elements().iter().zip(ends.elements()).all(|(c, end)| c.offset() == end.offset());
+        let done = match watcher.committed_offsets(ends.clone(), Duration::from_secs(30)) {
+            Ok(committed) => {
+                committed.elements().iter().zip(ends.elements()).all(|(c, end)| c.offset() == end.offset())
+            }
+            Err(e) => {
+                eprintln!("{group}: reading the committed offsets failed ({e}); retrying");
+                false
+            }
+        };
         if done {
             break;
         }

@@ -353,11 +353,18 @@ pub fn wait_caught_up(t: &Topics, group: &str, services: &mut [&mut Service]) {
                 ends.push(high);
             }
         }
-        let committed = consumer.committed_offsets(tpl, Duration::from_secs(30)).unwrap();
-        let done = committed.elements().iter().zip(&ends).all(|(e, end)| match e.offset() {
-            Offset::Offset(o) => o >= *end,
-            _ => *end == 0,
-        });
+        // A broker just started (or restarted) may answer that it is not yet the group's
+        // coordinator: that passes, so an error is retried until the deadline.
+        let done = match consumer.committed_offsets(tpl, Duration::from_secs(30)) {
+            Ok(committed) => committed.elements().iter().zip(&ends).all(|(e, end)| match e.offset() {
+                Offset::Offset(o) => o >= *end,
+                _ => *end == 0,
+            }),
+            Err(e) => {
+                eprintln!("group {group}: reading the committed offsets failed ({e}); retrying");
+                false
+            }
+        };
         if done {
             return;
         }
