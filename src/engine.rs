@@ -491,13 +491,13 @@ impl Engine {
             })
             .collect();
         // The customers whose timers the batch's events will fire, as stream time moves on.
-        let mut due: Vec<(u32, crate::window::Day, Option<&EventKind<'_>>)> = Vec::new();
+        let mut due: Vec<(u32, Millis, Option<&EventKind<'_>>)> = Vec::new();
         let batch_end = parsed.iter().filter_map(|p| p.as_ref().ok().map(|e| e.timestamp)).max();
         if let Some(t) = batch_end.map(|end| end.max(self.max_event_time) - self.lateness()) {
             if t > self.stream_time {
                 self.timers.for_each_due(t, |slot| {
                     if due.len() < MAX_PREFETCHED_TIMERS {
-                        due.push((slot, day_of(t), None));
+                        due.push((slot, t, None));
                     }
                 });
             }
@@ -512,15 +512,25 @@ impl Engine {
             let slot = p.as_ref().ok().and_then(|event| {
                 let slot = self.store.candidate(&event.customer_id)?;
                 self.store.prefetch(slot);
-                due.push((slot, day_of(event.timestamp), Some(&event.kind)));
+                due.push((slot, event.timestamp, Some(&event.kind)));
                 Some(slot)
             });
             hints.push(slot);
         }
-        // Their heap data, now that their structs (which point to it) are on the way.
-        for &(slot, day, event) in &due {
+        // Their heap data, now that their structs (which point to it) are on the way. The
+        // usage windows a re-score sums only for what will likely be re-scored: a timer, a
+        // support or billing event, or usage that starts a day or comes an interval after the
+        // last score (most usage events are none of these).
+        let rescore_after = self.config.usage_rescore_secs as Millis * 1000;
+        for &(slot, ts, event) in &due {
             if let Some(c) = self.store.get(slot) {
-                c.prefetch(day, event);
+                let rescore = match event {
+                    Some(EventKind::FeatureUsed { .. } | EventKind::Session { .. }) => {
+                        day_of(ts) > c.usage.head() || ts.saturating_sub(c.score.last_eval) >= rescore_after
+                    }
+                    _ => true,
+                };
+                c.prefetch(day_of(ts), event, rescore);
             }
         }
         for (p, hint) in parsed.into_iter().zip(hints) {

@@ -194,13 +194,16 @@ impl Customer {
     /// A hint only; it changes nothing.
     ///
     /// [`Store::prefetch`]: super::Store::prefetch
-    pub fn prefetch(&self, day: Day, event: Option<&EventKind<'_>>) {
+    pub fn prefetch(&self, day: Day, event: Option<&EventKind<'_>>, rescore: bool) {
         prefetch_bytes(self.usage.bucket_ptr(day), 8);
-        // The usage windows a re-score sums (the last 60 days), which most events lead to.
-        let today = day.max(self.usage.head());
-        let (a, b) = self.usage.slices(window_start(today, 60), today);
-        prefetch_bytes(a.as_ptr() as *const u8, std::mem::size_of_val(a));
-        prefetch_bytes(b.as_ptr() as *const u8, std::mem::size_of_val(b));
+        // The usage windows a re-score sums (the last 60 days, 12 cache lines), when the caller
+        // expects one.
+        if rescore {
+            let today = day.max(self.usage.head());
+            let (a, b) = self.usage.slices(window_start(today, 60), today);
+            prefetch_bytes(a.as_ptr() as *const u8, std::mem::size_of_val(a));
+            prefetch_bytes(b.as_ptr() as *const u8, std::mem::size_of_val(b));
+        }
         match event {
             Some(EventKind::FeatureUsed { feature, user_id, .. }) => {
                 prefetch_bytes(self.features.probe_ptr(key32(feature)), 8);
