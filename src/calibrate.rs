@@ -16,6 +16,7 @@ use ndarray::{Array1, Array2};
 use serde::Serialize;
 
 use crate::backtest::metrics::{auc, flag_quality, worst_decile};
+use crate::backtest::report::pct;
 use crate::backtest::{rescore, Observation};
 use crate::event::{format_rfc3339, Millis};
 use crate::score::{Band, Scorecard, Stage};
@@ -234,10 +235,6 @@ pub fn write_scorecard(source: &str, fit: &Fit, p: &Provenance) -> Result<String
     header.push_str(&doc.to_string());
     Scorecard::from_toml(&header, "(calibrated)").map_err(|e| CalibrateError::Invalid(e.to_string()))?;
     Ok(header)
-}
-
-fn pct(x: Option<f64>) -> String {
-    x.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
 }
 
 /// Puts `# text` after a value on its line.

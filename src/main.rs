@@ -741,9 +741,8 @@ fn run(cli: Cli) -> Result<()> {
 
 /// The weights before and after, and both scorecards judged on both periods.
 fn render_calibration(old: &str, new: &str, cal: &healthscore::calibrate::Calibration) -> String {
+    use healthscore::backtest::report::{num, pct};
     use std::fmt::Write as _;
-    let f = |x: Option<f64>, d: usize| x.map_or("-".to_string(), |v| format!("{v:.d$}"));
-    let p = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -757,7 +756,7 @@ fn render_calibration(old: &str, new: &str, cal: &healthscore::calibrate::Calibr
             c.name,
             c.old_weight,
             c.new_weight,
-            f(c.coefficient, 3),
+            num(c.coefficient, 3),
             c.dropped.map_or(String::new(), |d| format!("   off: {d}"))
         );
     }
@@ -771,12 +770,12 @@ fn render_calibration(old: &str, new: &str, cal: &healthscore::calibrate::Calibr
         let _ = writeln!(
             t,
             "{name:<42} {:>5} {:>9} {:>12} {:>10} {:>11} {:>14}",
-            f(j.auc, 3),
-            f(j.lift, 2),
-            p(j.capture),
-            p(Some(j.share_red)),
-            p(j.red_recall),
-            p(j.red_precision)
+            num(j.auc, 3),
+            num(j.lift, 2),
+            pct(j.capture),
+            pct(Some(j.share_red)),
+            pct(j.red_recall),
+            pct(j.red_precision)
         );
     }
     let _ = writeln!(t, "(bands here are raw, without hysteresis: a re-scored observation has no band history)");

@@ -4,6 +4,7 @@
 //! Drawn with `plotters` into SVG text. Only its SVG backend is built, without font libraries:
 //! labels are SVG `<text>` that the viewer renders, so nothing needs fontconfig or freetype.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::metrics::{Bin, RocPoint};
@@ -18,6 +19,21 @@ pub struct PlotError(String);
 
 fn err(e: impl std::fmt::Display) -> PlotError {
     PlotError(e.to_string())
+}
+
+/// The series' labels in a framed box at `position`, the same on every chart.
+fn legend<'a>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .label_font((FONT, 14))
+        .draw()
+        .map_err(err)
 }
 
 /// Churn rate per score decile, worst scores first, with the overall rate as a dashed line: a
@@ -67,14 +83,7 @@ pub fn calibration_svg(title: &str, deciles: &[Bin], base_rate: f64) -> Result<S
             .map_err(err)?
             .label(format!("overall {base:.1}%"))
             .legend(|(x, y)| PathElement::new([(x, y), (x + 14, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         root.present().map_err(err)?;
     }
     Ok(svg)
@@ -117,14 +126,7 @@ pub fn roc_svg(title: &str, curves: &[(String, &[RocPoint])]) -> Result<String, 
                 .label(label.clone())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], colour.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 14))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         root.present().map_err(err)?;
     }
     Ok(svg)

@@ -326,11 +326,14 @@ pub fn build(sc: &Scorecard, observed: &Observed, settings_in: (u32, u32, u32), 
     }
 }
 
-fn pct(x: Option<f64>) -> String {
+/// A share as a percentage with one decimal (`12.3%`), or `-` where there is none: how every
+/// table of the backtest and the calibration prints shares.
+pub fn pct(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
 }
 
-fn num(x: Option<f64>, decimals: usize) -> String {
+/// A figure with `decimals` decimals, or `-` where there is none.
+pub fn num(x: Option<f64>, decimals: usize) -> String {
     x.map_or("-".into(), |v| format!("{v:.decimals$}"))
 }
 
