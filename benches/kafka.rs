@@ -244,18 +244,11 @@ fn drain(t: &Topics, ends: &TopicPartitionList, total: u64, guarantee: &str, rou
     let pid = service.child.id();
     // Done when the group has committed the end of every input. Checked every 20 ms (a check
     // is one request), so the figure is not rounded up to a slow poll's period.
-    // A freshly started broker may answer that it is not (yet) the group's coordinator: that
-    // passes, so any error is retried until the deadline below.
+    // A failed read is retried until the deadline below (see `committed_or_retry`).
     loop {
-        let done = match watcher.committed_offsets(ends.clone(), Duration::from_secs(30)) {
-            Ok(committed) => {
-                committed.elements().iter().zip(ends.elements()).all(|(c, end)| c.offset() == end.offset())
-            }
-            Err(e) => {
-                eprintln!("{group}: reading the committed offsets failed ({e}); retrying");
-                false
-            }
-        };
+        let done = committed_or_retry(&watcher, ends.clone(), &group).is_some_and(|committed| {
+            committed.elements().iter().zip(ends.elements()).all(|(c, end)| c.offset() == end.offset())
+        });
         if done {
             break;
         }

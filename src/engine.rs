@@ -521,7 +521,7 @@ impl Engine {
         // usage windows a re-score sums only for what will likely be re-scored: a timer, a
         // support or billing event, or usage that starts a day or comes an interval after the
         // last score (most usage events are none of these).
-        let rescore_after = self.config.usage_rescore_secs as Millis * 1000;
+        let rescore_after = self.rescore_after();
         for &(slot, ts, event) in &due {
             if let Some(c) = self.store.get(slot) {
                 let rescore = match event {
@@ -559,6 +559,7 @@ impl Engine {
         out: &mut Vec<Output>,
     ) -> Result<Outcome, Rejection> {
         let ts = event.timestamp;
+        let rescore_after = self.rescore_after();
         let horizon = HISTORY_DAYS as Millis * DAY_MS;
         if self.stream_time != Millis::MIN && ts < self.stream_time - horizon {
             return Err(self.too_late(ts));
@@ -599,7 +600,6 @@ impl Engine {
             _ => None,
         };
         let now = ts.max(customer.score.last_eval);
-        let rescore_after = self.config.usage_rescore_secs as Millis * 1000;
         if step || now - customer.score.last_eval >= rescore_after {
             self.evaluate(slot, now, Trigger::Event { type_name: event.kind.type_name(), amount }, out);
         }
@@ -621,6 +621,11 @@ impl Engine {
 
     fn lateness(&self) -> Millis {
         self.config.allowed_lateness_secs as Millis * 1000
+    }
+
+    /// How long after its last score plain usage re-scores a customer (`usage_rescore_secs`).
+    fn rescore_after(&self) -> Millis {
+        self.config.usage_rescore_secs as Millis * 1000
     }
 
     /// Moves the largest event time seen, and with it stream time.

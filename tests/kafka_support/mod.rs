@@ -333,6 +333,16 @@ pub fn send_signal(pid: u32, signal: &str) {
     Command::new("kill").arg(signal).arg(pid.to_string()).status().unwrap();
 }
 
+/// The offsets `group` has committed for `tpl`, or `None` (logged) when the read fails, for a
+/// caller that polls until a deadline: a broker just started (or restarted) may answer that it
+/// is not yet the group's coordinator, and that passes.
+pub fn committed_or_retry(consumer: &BaseConsumer, tpl: TopicPartitionList, group: &str) -> Option<TopicPartitionList> {
+    consumer
+        .committed_offsets(tpl, Duration::from_secs(30))
+        .map_err(|e| eprintln!("group {group}: reading the committed offsets failed ({e}); retrying"))
+        .ok()
+}
+
 /// Waits until `group` has committed every input offset up to the end of the topics.
 pub fn wait_caught_up(t: &Topics, group: &str, services: &mut [&mut Service]) {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -353,18 +363,12 @@ pub fn wait_caught_up(t: &Topics, group: &str, services: &mut [&mut Service]) {
                 ends.push(high);
             }
         }
-        // A broker just started (or restarted) may answer that it is not yet the group's
-        // coordinator: that passes, so an error is retried until the deadline.
-        let done = match consumer.committed_offsets(tpl, Duration::from_secs(30)) {
-            Ok(committed) => committed.elements().iter().zip(&ends).all(|(e, end)| match e.offset() {
+        let done = committed_or_retry(&consumer, tpl, group).is_some_and(|committed| {
+            committed.elements().iter().zip(&ends).all(|(e, end)| match e.offset() {
                 Offset::Offset(o) => o >= *end,
                 _ => *end == 0,
-            }),
-            Err(e) => {
-                eprintln!("group {group}: reading the committed offsets failed ({e}); retrying");
-                false
-            }
-        };
+            })
+        });
         if done {
             return;
         }
