@@ -3,7 +3,8 @@
 
 use memchr::memmem;
 
-use super::{parse_rfc3339, Millis};
+use super::time::parse_rfc3339_bytes;
+use super::Millis;
 
 /// An event time read by [`quick_time`], with where its text lies in the bytes it was read from.
 /// The full parse (`parse_known`) takes it: when the `timestamp` it finds is that very text, it
@@ -28,7 +29,7 @@ impl KnownTime {
 /// what is wrong with it later).
 pub fn quick_time(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<KnownTime> {
     let text = quick_string_field(finder, line)?;
-    let millis = parse_rfc3339(std::str::from_utf8(text).ok()?)?;
+    let millis = parse_rfc3339_bytes(text)?;
     let start = text.as_ptr() as usize - line.as_ptr() as usize;
     Some(KnownTime { start: u32::try_from(start).ok()?, len: u32::try_from(text.len()).ok()?, millis })
 }
@@ -43,11 +44,17 @@ pub fn timestamp_finder() -> memmem::Finder<'static> {
 pub fn quick_string_field<'a>(finder: &memmem::Finder<'_>, line: &'a [u8]) -> Option<&'a [u8]> {
     let at = finder.find(line)? + finder.needle().len();
     let rest = &line[at..];
-    let open = rest.iter().position(|b| *b == b'"')?;
-    if !rest[..open].iter().all(|b| *b == b':' || b.is_ascii_whitespace()) {
-        return None;
-    }
-    let value = &rest[open + 1..];
-    let close = value.iter().position(|b| *b == b'"')?;
+    // Nearly every producer writes `"key":"`; anything else is searched for.
+    let value = match rest.strip_prefix(b":\"") {
+        Some(value) => value,
+        None => {
+            let open = memchr::memchr(b'"', rest)?;
+            if !rest[..open].iter().all(|b| *b == b':' || b.is_ascii_whitespace()) {
+                return None;
+            }
+            &rest[open + 1..]
+        }
+    };
+    let close = memchr::memchr(b'"', value)?;
     Some(&value[..close])
 }
