@@ -16,10 +16,7 @@ const MAX_MS: Millis = 4_102_444_800_000;
 /// Parses an RFC 3339 date-time with an offset (`2026-11-25T13:53:06Z`, `...+01:00`).
 /// `None` when the text is not RFC 3339 or lies outside the accepted range.
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
-    match parse_utc_fast(s.as_bytes()) {
-        Some(ms) => in_range(ms),
-        None => parse_general(s),
-    }
+    parse_rfc3339_bytes(s.as_bytes())
 }
 
 /// [`parse_rfc3339`] of raw bytes (`None` for bytes that are not UTF-8), for the shells that
@@ -78,12 +75,6 @@ fn parse_utc_fast(b: &[u8]) -> Option<Millis> {
     let (hour, minute, second) = (d[8] * 10 + d[9], d[10] * 10 + d[11], d[12] * 10 + d[13]);
     let millis = match &b[19..] {
         [b'Z'] => 0,
-        // Milliseconds, what nearly every producer writes.
-        [b'.', x, y, z, b'Z'] => {
-            let v = [x.wrapping_sub(b'0'), y.wrapping_sub(b'0'), z.wrapping_sub(b'0')];
-            bad |= v[0] > 9 || v[1] > 9 || v[2] > 9;
-            (v[0] as i64 * 10 + v[1] as i64) * 10 + v[2] as i64
-        }
         [b'.', fraction @ .., b'Z'] if (1..=9).contains(&fraction.len()) => {
             // Every digit checked, the first 3 kept (truncated, as the general path does).
             let mut ms = 0i64;
