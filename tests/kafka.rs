@@ -86,6 +86,25 @@ fn bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
 
 #[test]
 #[ignore = "needs a Kafka broker: make test-kafka"]
+fn a_lull_commits_at_once_without_waiting_for_the_interval() {
+    // The commit interval is a minute, longer than this test waits: only the lull after the
+    // input runs dry can commit the offsets and make the outputs visible.
+    for guarantee in ["at_least_once", "exactly_once"] {
+        let t = topics(&format!("lull-{guarantee}"));
+        create_all(&t, 2);
+        let events = population(20, 10, 11);
+        send(&t, &events);
+        let group = format!("lull-{guarantee}-group");
+        let interval = [("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "60000")];
+        let mut service = Service::start(&t, &group, guarantee, &group, &interval);
+        wait_caught_up_within(&t, &group, &mut [&mut service], Duration::from_secs(30));
+        assert_same(&outputs(&t.output, "read_committed"), &replayed(&events, 2));
+        assert!(service.stop().success());
+    }
+}
+
+#[test]
+#[ignore = "needs a Kafka broker: make test-kafka"]
 fn inputs_that_are_not_co_partitioned_stop_the_service_at_start() {
     let t = topics("copart");
     create_topics(&[(&t.usage, 3), (&t.support, 3), (&t.billing, 2), (&t.output, 3), (&t.dead_letter, 1)]);

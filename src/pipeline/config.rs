@@ -64,7 +64,8 @@ pub struct KafkaConfig {
     pub processing_guarantee: Guarantee,
     /// How often processed offsets are committed (inside the transaction with exactly-once).
     /// Shorter: outputs become visible sooner (read_committed sees them only at commit); longer:
-    /// fewer transaction markers. 100 ms is Kafka Streams' exactly-once default.
+    /// fewer transaction markers. 100 ms is Kafka Streams' exactly-once default. When input
+    /// runs dry (a lull of 20 ms), what was processed is committed without waiting for it.
     pub commit_interval_ms: u64,
     /// The producer's `transactional.id` for exactly-once. Must be stable across restarts of
     /// one instance (so a restarted instance fences its zombie) and unique among instances.

@@ -831,6 +831,9 @@ const POLL_BATCH: usize = 4096;
 /// How long the polling thread blocks on an empty fetch queue: also how late, at worst, it
 /// notices a rebalance, a requested seek or a stop while idle.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
+/// How long the processing thread waits for input before it counts as a lull (see
+/// `process_loop`).
+const LULL: Duration = Duration::from_millis(20);
 /// How often the assigned partitions are forwarded to the fetch queue again (see there).
 const REFORWARD_EVERY: Duration = Duration::from_millis(100);
 
@@ -963,7 +966,7 @@ fn process_loop(
     let result = loop {
         let waited = Instant::now();
         let mut gone = false;
-        let wait = if busy { Duration::ZERO } else { Duration::from_millis(20) };
+        let wait = if busy { Duration::ZERO } else { LULL };
         match rx.recv_timeout(wait) {
             Ok(batch) => staged.push(batch),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -994,6 +997,8 @@ fn process_loop(
             state.enqueue(shared, consumer, batch, now);
         }
         let step = state.process(shared, consumer, now);
+        // A whole wait went by with nothing to do: the input has run dry for now.
+        let lull = !busy && !received && step.as_ref().is_ok_and(|worked| !*worked);
         busy = step.as_ref().is_ok_and(|worked| *worked) || received;
         if let Err(e) = step {
             break Err(e);
@@ -1013,12 +1018,18 @@ fn process_loop(
         }
         let processed = Instant::now();
         process_time += processed - now;
-        if now.duration_since(last_commit) >= commit_every {
+        // In a lull, what was processed is committed at once rather than at the next tick:
+        // a burst's outputs become visible (exactly-once) and its offsets safe (at-least-once)
+        // a lull after its last record. Under steady load there is no lull, and the interval
+        // alone sets the pace of commits.
+        if now.duration_since(last_commit) >= commit_every || lull {
             // A snapshot needs its state to reflect exactly the committed input: that commit
             // waits for the outputs (one partition's snapshot per `interval_secs` / partitions).
+            // So does a commit in a lull, which has nothing else to do (at-least-once would
+            // otherwise commit its latest offsets only a tick later; see `Epochs`).
             state.count_snapshots(shared);
             let snapshot = state.due_snapshot(shared, now);
-            let wait = if snapshot.is_some() { Wait::Flush } else { Wait::No };
+            let wait = if snapshot.is_some() || lull { Wait::Flush } else { Wait::No };
             if let Err(e) = state.commit(shared, consumer, wait) {
                 break Err(e);
             }

@@ -249,7 +249,9 @@ impl Service {
     pub fn start(t: &Topics, group: &str, guarantee: &str, txn: &str, extra: &[(&str, &str)]) -> Service {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
         let log = dir.join(format!("{group}-{txn}-{}.log", nanos()));
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_healthscore"));
+        // HEALTHSCORE_BIN runs another build (to compare two builds in interleaved runs).
+        let bin = std::env::var_os("HEALTHSCORE_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_healthscore").into());
+        let mut cmd = Command::new(bin);
         cmd.arg("run")
             .env("RUST_LOG", "info,rdkafka=warn")
             .env("HEALTHSCORE__KAFKA__BROKERS", brokers())
@@ -345,13 +347,18 @@ pub fn committed_or_retry(consumer: &BaseConsumer, tpl: TopicPartitionList, grou
 
 /// Waits until `group` has committed every input offset up to the end of the topics.
 pub fn wait_caught_up(t: &Topics, group: &str, services: &mut [&mut Service]) {
+    wait_caught_up_within(t, group, services, Duration::from_secs(180));
+}
+
+/// [`wait_caught_up`], failing after `limit`.
+pub fn wait_caught_up_within(t: &Topics, group: &str, services: &mut [&mut Service], limit: Duration) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", group)
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
+    let deadline = Instant::now() + limit;
     loop {
         let mut tpl = TopicPartitionList::new();
         let mut ends = Vec::new();
