@@ -129,8 +129,9 @@ fn killed_mid_transaction_and_restarted_outputs_each_result_exactly_once() {
     create_all(&t, 3);
     let events = population(80, 45, 11);
     send(&t, &events);
-    // Long transactions, so the kill surely lands inside one with outputs already sent.
-    let slow = [("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "1500")];
+    // Long transactions, so the kill surely lands inside one with outputs already sent (and
+    // none committed in the lull once the input is drained).
+    let slow = [("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "1500"), ("HEALTHSCORE__KAFKA__COMMIT_WHEN_IDLE", "false")];
     let first = Service::start(&t, "kill-group", "exactly_once", "kill-1", &slow);
     let deadline = Instant::now() + Duration::from_secs(60);
     while count(&outputs(&t.output, "read_uncommitted")) < 200 {

@@ -64,9 +64,13 @@ pub struct KafkaConfig {
     pub processing_guarantee: Guarantee,
     /// How often processed offsets are committed (inside the transaction with exactly-once).
     /// Shorter: outputs become visible sooner (read_committed sees them only at commit); longer:
-    /// fewer transaction markers. 100 ms is Kafka Streams' exactly-once default. When input
-    /// runs dry (a lull of 20 ms), what was processed is committed without waiting for it.
+    /// fewer transaction markers. 100 ms is Kafka Streams' exactly-once default.
     pub commit_interval_ms: u64,
+    /// Whether a lull (no input for 20 ms) commits what was processed at once rather than at
+    /// the next interval: the end of a burst is then visible (exactly-once) and its offsets safe
+    /// (at-least-once) a lull after its last record, at the cost of one more commit per burst.
+    /// `false` commits on the interval only, as Kafka Streams does.
+    pub commit_when_idle: bool,
     /// The producer's `transactional.id` for exactly-once. Must be stable across restarts of
     /// one instance (so a restarted instance fences its zombie) and unique among instances.
     /// Default: `<group_id>-<hostname>` (a StatefulSet pod name is both).
@@ -87,6 +91,7 @@ impl Default for KafkaConfig {
             group_protocol: GroupProtocol::Consumer,
             processing_guarantee: Guarantee::ExactlyOnce,
             commit_interval_ms: 100,
+            commit_when_idle: true,
             transactional_id: None,
             topics: Topics::default(),
             consumer: BTreeMap::new(),
@@ -412,6 +417,7 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.kafka.processing_guarantee, Guarantee::ExactlyOnce);
         assert_eq!(c.kafka.commit_interval_ms, 100);
+        assert!(c.kafka.commit_when_idle);
         assert_eq!(c.kafka.topics.inputs(), ["product-usage", "support", "billing"]);
     }
 
@@ -419,10 +425,16 @@ mod tests {
     fn file_values_and_environment_overrides() {
         let c = load(
             "[kafka]\nbrokers = \"a:1\"\nprocessing_guarantee = \"at_least_once\"\n[kafka.consumer]\n\"fetch.min.bytes\" = \"1\"\n",
-            &[("HEALTHSCORE__KAFKA__BROKERS", "b:2"), ("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "250"), ("OTHER", "x")],
+            &[
+                ("HEALTHSCORE__KAFKA__BROKERS", "b:2"),
+                ("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "250"),
+                ("HEALTHSCORE__KAFKA__COMMIT_WHEN_IDLE", "false"),
+                ("OTHER", "x"),
+            ],
         )
         .unwrap();
         assert_eq!(c.kafka.brokers, "b:2");
+        assert!(!c.kafka.commit_when_idle);
         assert_eq!(c.kafka.commit_interval_ms, 250);
         assert_eq!(c.kafka.processing_guarantee, Guarantee::AtLeastOnce);
         assert_eq!(c.kafka.consumer.get("fetch.min.bytes").map(String::as_str), Some("1"));

@@ -998,7 +998,7 @@ fn process_loop(
         }
         let step = state.process(shared, consumer, now);
         // A whole wait went by with nothing to do: the input has run dry for now.
-        let lull = !busy && !received && step.as_ref().is_ok_and(|worked| !*worked);
+        let lull = config.kafka.commit_when_idle && !busy && !received && step.as_ref().is_ok_and(|worked| !*worked);
         busy = step.as_ref().is_ok_and(|worked| *worked) || received;
         if let Err(e) = step {
             break Err(e);
@@ -1018,10 +1018,10 @@ fn process_loop(
         }
         let processed = Instant::now();
         process_time += processed - now;
-        // In a lull, what was processed is committed at once rather than at the next tick:
-        // a burst's outputs become visible (exactly-once) and its offsets safe (at-least-once)
-        // a lull after its last record. Under steady load there is no lull, and the interval
-        // alone sets the pace of commits.
+        // In a lull (`commit_when_idle`), what was processed is committed at once rather than
+        // at the next tick: a burst's outputs become visible (exactly-once) and its offsets safe
+        // (at-least-once) a lull after its last record. Under steady load there is no lull, and
+        // the interval alone sets the pace of commits.
         if now.duration_since(last_commit) >= commit_every || lull {
             // A snapshot needs its state to reflect exactly the committed input: that commit
             // waits for the outputs (one partition's snapshot per `interval_secs` / partitions).
