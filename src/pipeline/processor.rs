@@ -997,12 +997,14 @@ fn process_loop(
             state.enqueue(shared, consumer, batch, now);
         }
         let step = state.process(shared, consumer, now);
-        // A whole wait went by with nothing to do: the input has run dry for now.
-        let lull = config.kafka.commit_when_idle && !busy && !received && step.as_ref().is_ok_and(|worked| !*worked);
+        // This pass waited up to LULL for input (the last one found nothing to do).
+        let waited_for_input = !busy;
         busy = step.as_ref().is_ok_and(|worked| *worked) || received;
         if let Err(e) = step {
             break Err(e);
         }
+        // It waited, nothing came and nothing was left to do: the input has run dry for now.
+        let lull = config.kafka.commit_when_idle && waited_for_input && !busy;
         if busy {
             shared.stats.telemetry.batch_seconds.observe(now.elapsed().as_secs_f64());
         }
