@@ -42,11 +42,38 @@ pub struct EngineConfig {
     /// score by a hair; this keeps the work per event small without delaying any step change.
     /// 0 re-scores on every event.
     pub usage_rescore_secs: u32,
+    /// Longest input accepted, in bytes; longer ones are rejected as `too_large` before they are
+    /// parsed. Events are ~200 bytes; the default (1 MiB) leaves room for producers' metadata.
+    pub max_event_bytes: u32,
+    /// How far ahead of the wall clock an event may be dated, in seconds; later ones are
+    /// rejected as `in_future`. The shell gives the engine the wall clock
+    /// ([`Engine::set_wall_clock`]); with none given there is no such bound. 0 turns it off.
+    pub max_future_secs: u32,
+    /// How far one event may move stream time ahead of the partition's latest event at once, in
+    /// seconds. An event further ahead is applied to its customer, but stream time only follows
+    /// once another event (another customer, or another time) within this distance of it
+    /// confirms the leap: so no single message (a clock typo, a hostile `2099`) can fire every
+    /// timer of the partition, evict every customer and make every later event `too_late`. A
+    /// real gap (an outage) costs the first event after it one event's delay. 0 turns it off.
+    pub max_lead_secs: u32,
+    /// Most customers one engine (one input partition) holds; an event of a new customer beyond
+    /// it is rejected as `capacity` (existing customers are still served, and a slot frees when a
+    /// customer is evicted). Refusing, rather than evicting the least recently seen, keeps the
+    /// state of real customers whole when a producer floods random ids. 0 means no bound.
+    pub max_customers: u32,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { allowed_lateness_secs: 3600, retention_days: 120, usage_rescore_secs: 3600 }
+        EngineConfig {
+            allowed_lateness_secs: 3600,
+            retention_days: 120,
+            usage_rescore_secs: 3600,
+            max_event_bytes: 1 << 20,
+            max_future_secs: 86_400,
+            max_lead_secs: 2 * 86_400,
+            max_customers: 1_000_000,
+        }
     }
 }
 
@@ -62,6 +89,12 @@ impl EngineConfig {
         }
         if self.allowed_lateness_secs > 7 * 86_400 {
             issues.push(("allowed_lateness_secs".into(), "must be at most 7 days (604800)".into()));
+        }
+        if self.max_event_bytes < 256 {
+            issues.push((
+                "max_event_bytes".into(),
+                format!("must be at least 256 (an event is ~200 bytes), got {}", self.max_event_bytes),
+            ));
         }
         issues
     }
@@ -85,6 +118,9 @@ pub struct EngineStats {
     pub score_changes: u64,
     pub alerts: u64,
     pub evicted: u64,
+    /// Events that would have moved stream time more than `max_lead_secs` ahead alone, held
+    /// until another event confirmed the leap (or for good).
+    pub held_leaps: u64,
     /// How customers stood before they cancelled, counted on each cancellation (the live
     /// accuracy of the score: does red come before churn?).
     pub churn: ChurnStats,
@@ -188,6 +224,11 @@ pub struct Engine {
     timers: Timers,
     max_event_time: Millis,
     stream_time: Millis,
+    /// Events dated after this are `in_future` (the wall clock plus `max_future_secs`).
+    accept_until: Millis,
+    /// Leaps not yet confirmed: (customer hash, event time) of events more than `max_lead_secs`
+    /// ahead of the partition (see [`EngineConfig::max_lead_secs`]); a few, oldest first.
+    leads: Vec<(u64, Millis)>,
     stats: EngineStats,
     // Scratch space reused across evaluations: no allocation per event.
     parts: Vec<ComponentScore>,
@@ -204,6 +245,8 @@ impl Engine {
             timers: Timers::default(),
             max_event_time: Millis::MIN,
             stream_time: Millis::MIN,
+            accept_until: Millis::MAX,
+            leads: Vec::new(),
             stats: EngineStats::default(),
             parts: Vec::new(),
             caps: Vec::new(),
@@ -227,6 +270,21 @@ impl Engine {
     /// given to [`Engine::advance_to`]. `None` before anything happened.
     pub fn stream_time(&self) -> Option<Millis> {
         (self.stream_time != Millis::MIN).then_some(self.stream_time)
+    }
+
+    /// The latest event time that moved stream time: the end of the history this engine has
+    /// accepted (an unconfirmed leap does not count). `None` before any event.
+    pub fn latest_event_time(&self) -> Option<Millis> {
+        (self.max_event_time != Millis::MIN).then_some(self.max_event_time)
+    }
+
+    /// Tells the engine the wall clock (Unix ms): events dated more than `max_future_secs` after
+    /// it are then rejected as `in_future`. The service calls it before each batch; `replay`
+    /// once, with the time it starts. Time stays an argument: the engine reads no clock.
+    pub fn set_wall_clock(&mut self, now: Millis) {
+        if self.config.max_future_secs > 0 {
+            self.accept_until = now.saturating_add(self.config.max_future_secs as Millis * 1000);
+        }
     }
 
     pub fn customer_count(&self) -> usize {
@@ -262,7 +320,7 @@ impl Engine {
         let per = slots.len().div_ceil(STATE_SECTIONS).max(1);
         let mut parts: Vec<&[Option<Customer>]> = slots.chunks(per).collect();
         parts.resize(STATE_SECTIONS, &[]);
-        let clock = (self.max_event_time, self.stream_time);
+        let clock = (self.max_event_time, self.stream_time, &self.leads);
         let sections = crate::parallel::map(&parts, |i, part| {
             // Capacity is only address space until written: generous, so it never regrows.
             let mut out = Vec::with_capacity(part.len() * 640 + 64);
@@ -318,7 +376,7 @@ impl Engine {
             return Err("no state sections".into());
         }
         // The first frame of each section: the stream clock (first section) and the count.
-        let mut clock = (Millis::MIN, Millis::MIN);
+        let mut clock: (Millis, Millis, Vec<(u64, Millis)>) = (Millis::MIN, Millis::MIN, Vec::new());
         let mut bodies = Vec::with_capacity(sections.len());
         for (i, packed) in sections.iter().enumerate() {
             if packed.is_empty() {
@@ -341,7 +399,8 @@ impl Engine {
             let start = raw.len() - rest.len();
             bodies.push((count as usize, raw, start, &packed[used..]));
         }
-        let (max_event_time, stream_time) = clock;
+        let (max_event_time, stream_time, mut leads) = clock;
+        leads.truncate(MAX_LEADS);
         let total: usize = bodies.iter().map(|b| b.0).sum();
         let mut slots: Vec<Option<Customer>> = Vec::with_capacity(total);
         crate::state::advise_huge_pages(&slots);
@@ -414,6 +473,7 @@ impl Engine {
         let mut engine = Engine::new(scorecard, config);
         engine.max_event_time = max_event_time;
         engine.stream_time = stream_time;
+        engine.leads = leads;
         // The index and the timers are built side by side: both only read the slots.
         let (index, timers) = std::thread::scope(|scope| {
             let timers = scope.spawn(|| {
@@ -449,7 +509,8 @@ impl Engine {
         topic: Option<Source>,
         out: &mut Vec<Output>,
     ) -> Result<Outcome, Rejection> {
-        let result = parse(bytes, topic).and_then(|event| self.apply_event(&event, out));
+        let result =
+            self.check_size(bytes).and_then(|()| parse(bytes, topic)).and_then(|event| self.apply_event(&event, out));
         if let Err(r) = &result {
             // apply_event counted too_late itself.
             if r.reason != RejectReason::TooLate {
@@ -487,7 +548,7 @@ impl Engine {
                 if let Some((ahead, _, _)) = inputs.get(i + AHEAD) {
                     prefetch_bytes(ahead.as_ptr(), ahead.len());
                 }
-                parse_known(b, *topic, *known)
+                self.check_size(b).and_then(|()| parse_known(b, *topic, *known))
             })
             .collect();
         // The customers whose timers the batch's events will fire, as stream time moves on.
@@ -564,12 +625,31 @@ impl Engine {
         if self.stream_time != Millis::MIN && ts < self.stream_time - horizon {
             return Err(self.too_late(ts));
         }
-        self.observe(ts, out);
+        if ts > self.accept_until {
+            return Err(Rejection::new(
+                RejectReason::InFuture,
+                Some("timestamp"),
+                format!(
+                    "event time {} is more than max_future_secs ({}) ahead of the wall clock",
+                    crate::event::format_rfc3339(ts),
+                    self.config.max_future_secs
+                ),
+            ));
+        }
+        self.observe(ts, &event.customer_id, out);
 
         let hinted = hint.filter(|&s| self.store.get(s).is_some_and(|c| c.id == *event.customer_id));
         let slot = match hinted.or_else(|| self.store.find(&event.customer_id)) {
             Some(slot) => slot,
             None => {
+                let max = self.config.max_customers as usize;
+                if max > 0 && self.store.len() >= max {
+                    return Err(Rejection::new(
+                        RejectReason::Capacity,
+                        Some("customer_id"),
+                        format!("a new customer, and this partition already holds max_customers ({max})"),
+                    ));
+                }
                 let mut customer = Customer::new(&event.customer_id, ts);
                 customer.next_due = first_timer(customer.id_hash, ts);
                 let (due, hash) = (customer.next_due, customer.id_hash);
@@ -606,6 +686,19 @@ impl Engine {
         Ok(Outcome::Applied)
     }
 
+    /// `too_large` for an input over `max_event_bytes`, before any parser reads it.
+    fn check_size(&self, bytes: &[u8]) -> Result<(), Rejection> {
+        let max = self.config.max_event_bytes as usize;
+        if bytes.len() > max {
+            return Err(Rejection::new(
+                RejectReason::TooLarge,
+                None,
+                format!("{} bytes, more than max_event_bytes ({max})", bytes.len()),
+            ));
+        }
+        Ok(())
+    }
+
     fn too_late(&mut self, ts: Millis) -> Rejection {
         self.stats.rejected[RejectReason::TooLate as usize] += 1;
         Rejection::new(
@@ -628,12 +721,39 @@ impl Engine {
         self.config.usage_rescore_secs as Millis * 1000
     }
 
-    /// Moves the largest event time seen, and with it stream time.
-    fn observe(&mut self, ts: Millis, out: &mut Vec<Output>) {
-        if ts > self.max_event_time {
-            self.max_event_time = ts;
-            self.advance_to(ts - self.lateness(), out);
+    /// Moves the largest event time seen, and with it stream time, unless `ts` is a leap no
+    /// other event has confirmed yet (see [`EngineConfig::max_lead_secs`]).
+    fn observe(&mut self, ts: Millis, customer_id: &str, out: &mut Vec<Output>) {
+        if ts <= self.max_event_time {
+            return;
         }
+        let lead = self.config.max_lead_secs as Millis * 1000;
+        let mut to = ts;
+        if lead > 0 && self.max_event_time != Millis::MIN {
+            // Idle advance moves stream time without events: the partition is there too.
+            let frontier = self.max_event_time.max(self.stream_time.saturating_add(self.lateness()));
+            if ts > frontier.saturating_add(lead) {
+                let hash = crate::hash::hash64(customer_id);
+                // A redelivered copy of the same event (same customer, same time) confirms nothing.
+                let other = self.leads.iter().position(|&(h, t)| (h != hash || t != ts) && (t - ts).abs() <= lead);
+                match other {
+                    Some(i) => to = ts.max(self.leads[i].1),
+                    None => {
+                        if self.leads.len() == MAX_LEADS {
+                            self.leads.remove(0);
+                        }
+                        self.leads.push((hash, ts));
+                        self.stats.held_leaps += 1;
+                        return;
+                    }
+                }
+            }
+        }
+        self.max_event_time = to;
+        if !self.leads.is_empty() {
+            self.leads.retain(|&(_, t)| t > to.saturating_add(lead));
+        }
+        self.advance_to(to - self.lateness(), out);
     }
 
     /// Moves stream time forward to `t` (never back), re-evaluating every customer whose timer
@@ -908,6 +1028,10 @@ fn component_outs(sc: &Scorecard, stage: Stage, segment: u8, parts: &[ComponentS
 /// At most this many customers whose timers a batch will fire are prefetched: past that (a jump
 /// in event time firing thousands at once), the first ones would leave the cache before use.
 const MAX_PREFETCHED_TIMERS: usize = 64;
+
+/// Unconfirmed leaps remembered per engine (see [`EngineConfig::max_lead_secs`]): a few are
+/// enough for a second event to find the first, and a flood of them cannot grow memory.
+const MAX_LEADS: usize = 16;
 
 /// The first timer of a customer first seen at `ts`: the next instant after `ts` on its daily
 /// grid, which is offset from midnight by a hash of its id.

@@ -469,7 +469,15 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
         } => {
             let scorecard = load_scorecard(scorecard.as_ref())?;
-            let config = EngineConfig { allowed_lateness_secs: lateness_secs, retention_days, usage_rescore_secs };
+            // No customer bound in replay: the history is in memory already, and one engine may
+            // hold what the service spreads over many partitions.
+            let config = EngineConfig {
+                allowed_lateness_secs: lateness_secs,
+                retention_days,
+                usage_rescore_secs,
+                max_customers: 0,
+                ..Default::default()
+            };
             let issues = config.validate();
             if !issues.is_empty() {
                 let lines: Vec<String> = issues.iter().map(|(k, r)| format!("  {k}: {r}")).collect();
@@ -477,8 +485,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             let inputs = read_inputs(&input)?;
             let scorecard = Arc::new(scorecard);
-            let mut engines: Vec<Engine> =
-                (0..partitions).map(|_| Engine::new(scorecard.clone(), config.clone())).collect();
+            let now = healthscore::pipeline::metrics::wall_clock_millis();
+            let mut engines: Vec<Engine> = (0..partitions)
+                .map(|_| {
+                    let mut engine = Engine::new(scorecard.clone(), config.clone());
+                    engine.set_wall_clock(now);
+                    engine
+                })
+                .collect();
             let mut out: Box<dyn Write> = match &output {
                 Some(p) => Box::new(BufWriter::new(
                     File::create(p).with_context(|| format!("cannot create output {}", p.display()))?,

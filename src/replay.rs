@@ -3,8 +3,9 @@
 //!
 //! Inputs may mix the three sources and need not be sorted: lines are ordered by event time
 //! (stable, so ties keep file order) before they are applied, as if they had arrived in order.
-//! At the end stream time is advanced to the last event time, so the allowed lateness does not
-//! hold back the last timers.
+//! At the end stream time is advanced to the last event time the engines accepted (not a leap
+//! no other event confirmed, nor a rejected line's), so the allowed lateness does not hold back
+//! the last timers.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use memchr::memmem;
 
 use crate::engine::{Engine, Outcome};
-use crate::event::{quick_string_field, quick_time, KnownTime, Millis, RejectReason, Rejection};
+use crate::event::{dead_letter_bytes, quick_string_field, quick_time, KnownTime, Millis, RejectReason, Rejection};
 use crate::output::Output;
 use crate::partition::kafka_partition;
 
@@ -75,7 +76,6 @@ pub fn replay_with(
     assert!(!engines.is_empty(), "replay needs at least one engine");
     let started = Instant::now();
     let lines = ordered_lines(inputs);
-    let last = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN && advance_to_end);
     let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
 
     if let [engine] = engines {
@@ -84,7 +84,7 @@ pub fn replay_with(
         let counts = run_partition(
             engine,
             lines.iter().enumerate(),
-            last,
+            advance_to_end.then_some(Millis::MAX),
             &[],
             |_, _| {},
             |o| {
@@ -125,7 +125,7 @@ pub fn replay_with(
                         run.counts = run_partition(
                             engine,
                             part.iter().map(|&i| (i, &lines[i])),
-                            last,
+                            None,
                             &[],
                             |_, _| {},
                             |o| run.outputs.push((o.timestamp(), o.to_json())),
@@ -137,6 +137,21 @@ pub fn replay_with(
                 .collect();
             handles.into_iter().map(|h| h.join().expect("a replay partition panicked")).collect()
         });
+        // Every partition ends at the latest time any of them accepted, as one history.
+        let end = engines.iter().filter_map(Engine::latest_event_time).max().filter(|_| advance_to_end);
+        let mut results = results;
+        if let Some(end) = end {
+            std::thread::scope(|scope| {
+                for (engine, run) in engines.iter_mut().zip(results.iter_mut()) {
+                    scope.spawn(move || {
+                        let mut outputs = Vec::new();
+                        engine.advance_to(end, &mut outputs);
+                        run.counts.outputs += outputs.len() as u64;
+                        run.outputs.extend(outputs.iter().map(|o| (o.timestamp(), o.to_json())));
+                    });
+                }
+            });
+        }
         let mut outputs: Vec<(Millis, usize, usize, &[u8])> = Vec::new();
         let mut rejects = Vec::new();
         for (p, run) in results.iter().enumerate() {
@@ -208,8 +223,8 @@ pub fn replay_observed(
 ) -> ReplaySummary {
     let started = Instant::now();
     let lines = ordered_lines(inputs);
-    let last = lines.iter().map(|l| l.time).max().filter(|t| *t != Millis::MIN);
-    let first = lines.iter().map(|l| l.time).filter(|t| *t != Millis::MIN).min();
+    let last = supported_end(&lines, engine.config().max_lead_secs);
+    let first = lines.iter().map(|l| l.time).find(|t| *t != Millis::MIN);
     let ticks = match (first, last) {
         (Some(first), Some(last)) => ticks(first, last),
         _ => Vec::new(),
@@ -225,8 +240,9 @@ pub fn replay_observed(
     summary
 }
 
-/// Runs one engine over its lines (index, line), then advances it to `last`. `observe` sees the
-/// engine at each of `ticks` up to `last`, after the lines up to it and before the lines after.
+/// Runs one engine over its lines (index, line), then advances it to the latest event time it
+/// accepted, if no later than `last` (`None`: no advance). `observe` sees the engine at each of
+/// `ticks` up to `last`, after the lines up to it and before the lines after.
 fn run_partition<'a>(
     engine: &mut Engine,
     lines: impl Iterator<Item = (usize, &'a Line<'a>)>,
@@ -280,11 +296,23 @@ fn run_partition<'a>(
     for t in ticks {
         observe(engine, t);
     }
-    if let Some(last) = last {
-        engine.advance_to(last, &mut outputs);
+    if let Some(end) = last.and(engine.latest_event_time()) {
+        engine.advance_to(end.min(last.unwrap_or(Millis::MAX)), &mut outputs);
     }
     drain(&mut outputs, &mut counts);
     counts
+}
+
+/// The latest time of the ordered `lines` that another line supports: one within `lead_secs`
+/// before it, as the engine needs a second event to confirm a leap. What a backtest observes up
+/// to, so one line dated 2099 does not stretch its observation dates over 75 years.
+fn supported_end(lines: &[Line<'_>], lead_secs: u32) -> Option<Millis> {
+    let times: Vec<Millis> = lines.iter().map(|l| l.time).filter(|t| *t != Millis::MIN).collect();
+    if lead_secs == 0 || times.len() < 2 {
+        return times.last().copied();
+    }
+    let lead = lead_secs as Millis * 1000;
+    times.windows(2).rev().find(|w| w[1] - w[0] <= lead).map(|w| w[1]).or(times.first().copied())
 }
 
 /// The partition of a line's customer. The id is found by substring search, as the timestamp is;
@@ -336,10 +364,14 @@ fn ordered_lines(inputs: &[Input]) -> Vec<Line<'_>> {
 
 /// A dead letter as a JSON line: where it came from, why, and the original line untouched
 /// (as a string when it is UTF-8, else base16).
+///
+/// A `too_large` line keeps only its first [`crate::event::TOO_LARGE_PREFIX`] bytes (`original_bytes` says
+/// how long it was), so one huge line cannot make the dead-letter file huge too.
 pub fn dead_letter_json(inputs: &[Input], d: &DeadLetter<'_>) -> String {
-    let original = match std::str::from_utf8(d.bytes) {
+    let kept = dead_letter_bytes(d.bytes, d.rejection.reason);
+    let original = match std::str::from_utf8(kept).or_else(|e| std::str::from_utf8(&kept[..e.valid_up_to()])) {
         Ok(s) => serde_json::Value::String(s.to_string()),
-        Err(_) => serde_json::Value::String(d.bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        Err(_) => serde_json::Value::String(kept.iter().map(|b| format!("{b:02x}")).collect()),
     };
     serde_json::json!({
         "reason": d.rejection.reason.as_str(),
@@ -348,6 +380,7 @@ pub fn dead_letter_json(inputs: &[Input], d: &DeadLetter<'_>) -> String {
         "file": inputs[d.file].name,
         "line": d.line,
         "original": original,
+        "original_bytes": d.bytes.len(),
     })
     .to_string()
 }

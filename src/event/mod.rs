@@ -10,7 +10,7 @@ mod time;
 
 use std::borrow::Cow;
 
-pub use self::parse::{parse, parse_known, parse_value};
+pub use self::parse::{parse, parse_known, parse_value, MAX_DEPTH};
 pub use self::quick::{quick_string_field, quick_time, timestamp_finder, KnownTime};
 pub use self::time::{format_rfc3339, parse_date_or_datetime, parse_rfc3339, Millis, DAY_MS};
 
@@ -162,10 +162,21 @@ pub enum RejectReason {
     TimestampOutOfRange,
     /// Older than the longest window (90 days) behind stream time: it can no longer count.
     TooLate,
+    /// Longer than the engine's `max_event_bytes` (default 1 MiB); events are ~200 bytes.
+    TooLarge,
+    /// JSON nested deeper than [`MAX_DEPTH`]: events are flat objects, and a deep document is
+    /// refused before any parser recurses into it (it would overflow the stack).
+    TooDeep,
+    /// Dated further ahead of the wall clock than `max_future_secs` allows (the service and
+    /// `replay` give the engine the wall clock; see [`crate::engine::Engine::set_wall_clock`]).
+    InFuture,
+    /// A new customer for a partition already holding `max_customers`: refused rather than
+    /// growing memory until the process is killed.
+    Capacity,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::NotJson,
         RejectReason::NotAnObject,
         RejectReason::MissingField,
@@ -174,6 +185,10 @@ impl RejectReason {
         RejectReason::WrongTopic,
         RejectReason::TimestampOutOfRange,
         RejectReason::TooLate,
+        RejectReason::TooLarge,
+        RejectReason::TooDeep,
+        RejectReason::InFuture,
+        RejectReason::Capacity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -186,7 +201,24 @@ impl RejectReason {
             RejectReason::WrongTopic => "wrong_topic",
             RejectReason::TimestampOutOfRange => "timestamp_out_of_range",
             RejectReason::TooLate => "too_late",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::TooDeep => "too_deep",
+            RejectReason::InFuture => "in_future",
+            RejectReason::Capacity => "capacity",
         }
+    }
+}
+
+/// How much of a `too_large` input a dead letter keeps: enough to see what it was and who sent
+/// it, without copying megabytes (or more than the dead-letter topic accepts) for each one.
+pub const TOO_LARGE_PREFIX: usize = 4096;
+
+/// The bytes of a rejected input that its dead letter carries: all of them, except for a
+/// `too_large` one, cut to [`TOO_LARGE_PREFIX`].
+pub fn dead_letter_bytes(bytes: &[u8], reason: RejectReason) -> &[u8] {
+    match reason {
+        RejectReason::TooLarge => &bytes[..bytes.len().min(TOO_LARGE_PREFIX)],
+        _ => bytes,
     }
 }
 

@@ -182,6 +182,13 @@ pub fn parse(bytes: &[u8], topic: Option<Source>) -> Result<Event<'_>, Rejection
 pub fn parse_known(bytes: &[u8], topic: Option<Source>, known: Option<KnownTime>) -> Result<Event<'_>, Rejection> {
     let mut raw = Raw::default();
     if !scan(bytes, &mut raw) {
+        if let Some(depth) = too_deep(bytes) {
+            return Err(Rejection::new(
+                RejectReason::TooDeep,
+                None,
+                format!("JSON nested deeper than {MAX_DEPTH} levels (at byte {depth}); an event is a flat object"),
+            ));
+        }
         raw = match sonic_rs::from_slice(bytes) {
             Ok(raw) => raw,
             Err(err) => return Err(diagnose(bytes, &err.to_string())),
@@ -203,6 +210,43 @@ pub fn parse_known(bytes: &[u8], topic: Option<Source>, known: Option<KnownTime>
 /// time, so no loop runs byte by byte over a string.
 fn scan<'a>(bytes: &'a [u8], raw: &mut Raw<'a>) -> bool {
     scan_into(bytes, raw).is_some()
+}
+
+/// Deepest nesting of arrays and objects accepted. Events are flat objects (depth 1); producers
+/// may add nested metadata the engine ignores, so the bound is generous. Deeper documents are
+/// refused as `too_deep` before the general parser sees them: it recurses per level, even into
+/// values it skips, and 30,000 levels overflowed the stack (a poison pill: the service died on
+/// the record, restarted, read it again and died again).
+pub const MAX_DEPTH: usize = 64;
+
+/// The byte offset where `bytes` first nests deeper than [`MAX_DEPTH`], if it does. One
+/// non-recursive pass that skips strings (with their escapes); it runs only for inputs the fast
+/// scanner declined, so the common flat event never pays for it.
+fn too_deep(bytes: &[u8]) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some(i);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Longest input [`scan`] reads; events are ~160 bytes.

@@ -29,9 +29,27 @@ impl KnownTime {
 /// what is wrong with it later).
 pub fn quick_time(finder: &memmem::Finder<'_>, line: &[u8]) -> Option<KnownTime> {
     let text = quick_string_field(finder, line)?;
-    let millis = parse_rfc3339_bytes(text)?;
+    let millis = match parse_rfc3339_bytes(text) {
+        Some(millis) => millis,
+        // JSON escapes (`\u005A` for `Z`) are legal and the full parse reads them, so ordering
+        // must too: else such an event is ordered by its neighbour's time, not its own. Rare, so
+        // the unescape allocates. (The span then never matches the parsed, owned text, so
+        // `parse_known` reads the time again itself.)
+        None if memchr::memchr(b'\\', text).is_some() => unescaped_time(text)?,
+        None => return None,
+    };
     let start = text.as_ptr() as usize - line.as_ptr() as usize;
     Some(KnownTime { start: u32::try_from(start).ok()?, len: u32::try_from(text.len()).ok()?, millis })
+}
+
+/// The time in a timestamp's raw text that holds JSON escapes.
+fn unescaped_time(raw: &[u8]) -> Option<Millis> {
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    let text: String = serde_json::from_slice(&quoted).ok()?;
+    parse_rfc3339_bytes(text.as_bytes())
 }
 
 /// A finder for [`quick_time`]; build it once and reuse it.

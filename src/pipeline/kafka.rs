@@ -188,13 +188,21 @@ pub fn output_headers(type_name: &str) -> OwnedHeaders {
 }
 
 /// Headers of a dead letter: why, and where the original came from.
-pub fn dead_letter_headers(reason: &str, message: &str, topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
+pub fn dead_letter_headers(
+    reason: &str,
+    message: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    original_length: usize,
+) -> OwnedHeaders {
     OwnedHeaders::new_with_capacity(6)
         .insert(Header { key: "reason", value: Some(reason) })
         .insert(Header { key: "message", value: Some(message) })
         .insert(Header { key: "source_topic", value: Some(topic) })
         .insert(Header { key: "source_partition", value: Some(&partition.to_string()) })
         .insert(Header { key: "source_offset", value: Some(&offset.to_string()) })
+        .insert(Header { key: "original_length", value: Some(&original_length.to_string()) })
 }
 
 /// What [`FetchQueue::consume`] hands out: a message of one of the input topics (borrowed

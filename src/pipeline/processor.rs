@@ -1224,6 +1224,7 @@ impl State {
                 self.stall_warned.remove(p);
             }
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
+            task.engine.set_wall_clock(super::metrics::wall_clock_millis());
             task.process(16_384, &mut done);
             if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 {
                 let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
@@ -1303,12 +1304,13 @@ impl State {
                 topics[d.source],
                 d.partition,
                 record.offset,
+                record.payload().len(),
             );
             let mut r = BaseRecord::<[u8], [u8], usize>::with_opaque_to(
                 &config.kafka.topics.dead_letter,
                 self.epochs.produce(),
             )
-            .payload(record.payload())
+            .payload(crate::event::dead_letter_bytes(record.payload(), rejection.reason))
             .headers(headers);
             if let Some(k) = record.key() {
                 r = r.key(k);

@@ -26,7 +26,8 @@ use crate::event::Millis;
 pub const MAGIC: &[u8; 8] = b"HSSNAP\r\n";
 /// Bumped on any change to the header or to the state's encoding.
 /// 2: sections compressed frame by frame (1 compressed each section as one block).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the stream clock carries the leaps not yet confirmed (`max_lead_secs`).
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Encoded state per frame before compression: large enough that LZ4 (64 KiB window) loses
 /// nothing to frame breaks, small enough to stay in cache between encoding and compressing.
@@ -268,7 +269,10 @@ mod tests {
         assert_eq!(decode(b"{\"json\": true}").unwrap_err(), SnapshotError::NotASnapshot);
         let mut newer = encode(&header(), &[b"hello world".to_vec()]);
         newer[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
-        assert_eq!(decode(&newer).unwrap_err(), SnapshotError::NewerFormat { found: 3, supported: 2 });
+        assert_eq!(
+            decode(&newer).unwrap_err(),
+            SnapshotError::NewerFormat { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION }
+        );
         let good = encode(&header(), &[b"hello world".to_vec()]);
         assert_eq!(decode(&good[..good.len() - 3]).unwrap_err(), SnapshotError::Truncated("checksum"));
         let mut flipped = good.clone();
