@@ -86,6 +86,44 @@ fn bad_input_goes_to_the_dead_letter_topic_with_its_reason() {
 
 #[test]
 #[ignore = "needs a Kafka broker: make test-kafka"]
+fn a_poison_pill_a_2099_event_and_an_oversized_message_neither_stop_the_service_nor_wipe_a_partition() {
+    // Issue 24: 60,000 levels of nesting aborted the process (and every restart, on the same
+    // offset); one event dated 2099 moved stream time 75 years and evicted every customer.
+    let t = topics("hostile");
+    create_all(&t, 2);
+    let events = population(40, 30, 11);
+    send(&t, &events);
+    let head = r#""event_id":"h1","customer_id":"c1","timestamp":"2026-09-30T10:00:00Z","type":"feature_used","feature":"reports""#;
+    let nested = format!("{{{head},\"x\":{}{}}}", "[".repeat(60_000), "]".repeat(60_000));
+    let future = r#"{"event_id":"h2","customer_id":"c1","timestamp":"2099-01-01T00:00:00Z","type":"feature_used","feature":"reports"}"#;
+    let oversized = format!("{{{head},\"padding\":\"{}\"}}", "x".repeat(300_000));
+    let producer = input_producer(&brokers()).unwrap();
+    for payload in [nested.as_bytes(), future.as_bytes(), oversized.as_bytes()] {
+        producer.send(BaseRecord::to(&t.usage).key("c1").payload(payload)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let mut service = Service::start(
+        &t,
+        "hostile-group",
+        "exactly_once",
+        "hostile-1",
+        &[("HEALTHSCORE__ENGINE__MAX_EVENT_BYTES", "200000")],
+    );
+    wait_caught_up(&t, "hostile-group", &mut [&mut service]);
+    let logs = service.logs();
+    assert!(service.stop().success(), "the service kept running and stopped cleanly:\n{logs}");
+    assert_same(&outputs(&t.output, "read_committed"), &replayed(&events, 2));
+    let letters = read_all(&t.dead_letter, "read_committed");
+    let mut reasons: Vec<&str> = letters.iter().map(|d| d.headers["reason"].as_str()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["in_future", "too_deep", "too_large"]);
+    let cut = letters.iter().find(|d| d.headers["reason"] == "too_large").unwrap();
+    assert_eq!(cut.headers["original_length"], oversized.len().to_string());
+    assert_eq!(cut.payload, &oversized.as_bytes()[..healthscore::event::TOO_LARGE_PREFIX]);
+}
+
+#[test]
+#[ignore = "needs a Kafka broker: make test-kafka"]
 fn a_lull_commits_at_once_without_waiting_for_the_interval() {
     // The commit interval is a minute, longer than this test waits: only the lull after the
     // input runs dry can commit the offsets and make the outputs visible.
