@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Counter, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 
 use super::processor::Shared;
 use super::task::Processed;
@@ -268,6 +270,9 @@ struct ServiceCollector {
     lag: IntGaugeVec,
     buffered: IntGauge,
     customers: IntGauge,
+    capacity_used: Gauge,
+    resident: IntGauge,
+    memory_limit: IntGauge,
     census: IntGaugeVec,
 }
 
@@ -327,6 +332,16 @@ impl ServiceCollector {
             .expect("valid gauge"),
             buffered: g("healthscore_buffered_records", "Input records fetched and waiting in partition buffers."),
             customers: g("healthscore_customers_tracked", "Customers held in state by this instance."),
+            capacity_used: Gauge::new(
+                "healthscore_partition_capacity_used_ratio",
+                "Customers of the fullest assigned partition over engine.max_customers (0 without a bound); at 1 new customers are dead-lettered as capacity.",
+            )
+            .expect("valid gauge"),
+            resident: g("healthscore_resident_memory_bytes", "Resident memory of this process (/proc/self/statm)."),
+            memory_limit: g(
+                "healthscore_memory_limit_bytes",
+                "The memory limit of this process's cgroup (memory.max), 0 when unlimited or unknown.",
+            ),
             census: IntGaugeVec::new(
                 Opts::new("healthscore_customers", "Scored customers by band, lifecycle stage and segment."),
                 &["band", "stage", "segment"],
@@ -341,7 +356,7 @@ impl ServiceCollector {
         me
     }
 
-    fn parts(&self) -> [&dyn Collector; 20] {
+    fn parts(&self) -> [&dyn Collector; 23] {
         [
             &self.consumed,
             &self.events,
@@ -362,6 +377,9 @@ impl ServiceCollector {
             &self.lag,
             &self.buffered,
             &self.customers,
+            &self.capacity_used,
+            &self.resident,
+            &self.memory_limit,
             &self.census,
         ]
     }
@@ -431,16 +449,21 @@ impl ServiceCollector {
         }
 
         // The engines: a few integer reads per partition under the state mutex.
-        let (mut census, mut customers, mut buffered) = (Census::default(), 0usize, 0usize);
+        let (mut census, mut customers, mut buffered, mut fullest) = (Census::default(), 0usize, 0usize, 0usize);
         {
             let state = shared.lock();
             for task in state.tasks.values() {
                 census.merge(&task.engine.stats().census);
                 customers += task.engine.customer_count();
+                fullest = fullest.max(task.engine.customer_count());
                 buffered += task.buffered();
             }
         }
         self.customers.set(customers as i64);
+        let max = shared.config.engine.max_customers;
+        self.capacity_used.set(if max > 0 { fullest as f64 / max as f64 } else { 0.0 });
+        self.resident.set(resident_bytes().unwrap_or(0) as i64);
+        self.memory_limit.set(cgroup_memory_limit().unwrap_or(0) as i64);
         self.buffered.set(buffered as i64);
         for (i, segment) in self.scorecard.segments.iter().enumerate() {
             for stage in Stage::ALL {
@@ -467,6 +490,22 @@ impl Collector for ServiceCollector {
         }
         families
     }
+}
+
+/// This process's resident memory, from `/proc/self/statm` (Linux).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * if page > 0 { page as u64 } else { 4096 })
+}
+
+/// The cgroup v2 memory limit this process runs under (a container's `resources.limits.memory`),
+/// or `None` when unlimited (`max`) or not readable: the alert rule compares resident memory
+/// with it, so the pod is warned about before it is killed.
+fn cgroup_memory_limit() -> Option<u64> {
+    std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok()?.trim().parse().ok()
 }
 
 /// The wall clock as Unix milliseconds: the shell's, for latency; the engine never reads it.
