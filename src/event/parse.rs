@@ -182,19 +182,24 @@ pub fn parse(bytes: &[u8], topic: Option<Source>) -> Result<Event<'_>, Rejection
 pub fn parse_known(bytes: &[u8], topic: Option<Source>, known: Option<KnownTime>) -> Result<Event<'_>, Rejection> {
     let mut raw = Raw::default();
     if !scan(bytes, &mut raw) {
-        if let Some(depth) = too_deep(bytes) {
-            return Err(Rejection::new(
-                RejectReason::TooDeep,
-                None,
-                format!("JSON nested deeper than {MAX_DEPTH} levels (at byte {depth}); an event is a flat object"),
-            ));
-        }
-        raw = match sonic_rs::from_slice(bytes) {
-            Ok(raw) => raw,
-            Err(err) => return Err(diagnose(bytes, &err.to_string())),
-        };
+        raw = general(bytes)?;
     }
     validate(raw, topic, known.map(|k| (bytes, k)))
+}
+
+/// The general parse, for what [`scan`] declined (a few inputs in a thousand): out of line, so
+/// the fast path stays small.
+#[cold]
+#[inline(never)]
+fn general(bytes: &[u8]) -> Result<Raw<'_>, Rejection> {
+    if let Some(depth) = too_deep(bytes) {
+        return Err(Rejection::new(
+            RejectReason::TooDeep,
+            None,
+            format!("JSON nested deeper than {MAX_DEPTH} levels (at byte {depth}); an event is a flat object"),
+        ));
+    }
+    sonic_rs::from_slice(bytes).map_err(|err| diagnose(bytes, &err.to_string()))
 }
 
 /// The fast path: reads `bytes` into `raw` (which must be empty) when they are a flat JSON
