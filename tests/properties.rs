@@ -165,3 +165,59 @@ proptest! {
         }
     }
 }
+
+/// Depth of a JSON value: scalars 0, each array or object one more than its deepest member.
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+        Value::Object(o) => 1 + o.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// A JSON value nested `levels` deep, alternating arrays and objects, with strings holding
+/// brackets, quotes and escapes (which the depth check must skip) and some width.
+fn nested_value() -> impl Strategy<Value = Value> {
+    (0usize..130, 0usize..4, "[\\[\\]{}\"\\\\a-z]{0,12}").prop_map(|(levels, width, text)| {
+        let mut v = Value::String(text);
+        for i in 0..levels {
+            let siblings = (0..width).map(|k| json!(format!("s{k}]}}"))).collect::<Vec<_>>();
+            v = if i % 2 == 0 {
+                let mut a = siblings;
+                a.push(v);
+                Value::Array(a)
+            } else {
+                let mut o = serde_json::Map::new();
+                for (k, s) in siblings.into_iter().enumerate() {
+                    o.insert(format!("k{k}"), s);
+                }
+                o.insert("deeper".into(), v);
+                Value::Object(o)
+            };
+        }
+        v
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Events of realistic size with nested extra fields of any depth, up to twice the limit,
+    /// padded to several KB: the parse never panics or overflows, and it refuses exactly the
+    /// documents nested deeper than `MAX_DEPTH` (the event itself is one level).
+    #[test]
+    fn nested_extra_fields_are_read_or_too_deep_by_their_depth(extra in nested_value(), pad in 0usize..6000) {
+        let mut v = json!({
+            "event_id": "e1", "customer_id": "c1", "timestamp": "2026-01-05T10:00:00Z",
+            "type": "feature_used", "feature": "reports", "padding": "p".repeat(pad),
+        });
+        v["context"] = extra.clone();
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let result = healthscore::event::parse(&bytes, None);
+        if 1 + depth(&extra) > healthscore::event::MAX_DEPTH {
+            prop_assert_eq!(result.unwrap_err().reason, healthscore::event::RejectReason::TooDeep);
+        } else {
+            prop_assert!(result.is_ok(), "{:?}", result.err());
+        }
+    }
+}
