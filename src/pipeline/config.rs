@@ -239,14 +239,30 @@ impl Config {
     /// checks it. Pass `std::env::vars()` in the binary; tests pass their own.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
         let source_name = file.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string());
+        let text = match file {
+            Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
+                source_name: source_name.clone(),
+                issues: vec![ConfigIssue::new("(file)", format!("cannot read: {e}"))],
+            })?),
+            None => None,
+        };
+        Config::load_str(text.as_deref(), &source_name, env)
+    }
+
+    /// [`Config::load`] of a file's text (`None`: defaults only), named `source_name` in errors.
+    pub fn load_str(
+        text: Option<&str>,
+        source_name: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let source_name = source_name.to_string();
         let fail = |key: &str, reason: String| ConfigError {
             source_name: source_name.clone(),
             issues: vec![ConfigIssue::new(key, reason)],
         };
         let mut builder = config::Config::builder();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|e| fail("(file)", format!("cannot read: {e}")))?;
-            builder = builder.add_source(config::File::from_str(&text, config::FileFormat::Toml));
+        if let Some(text) = text {
+            builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
         }
         let prefix = format!("{ENV_PREFIX}__");
         let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
