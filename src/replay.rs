@@ -115,7 +115,7 @@ pub fn replay_with(
             parts[partition_of(&finder, l.bytes, n) as usize].push(i);
         }
         let lines = &lines;
-        let results: Vec<PartitionRun> = std::thread::scope(|scope| {
+        let mut results: Vec<PartitionRun> = std::thread::scope(|scope| {
             let handles: Vec<_> = engines
                 .iter_mut()
                 .zip(&parts)
@@ -139,7 +139,6 @@ pub fn replay_with(
         });
         // Every partition ends at the latest time any of them accepted, as one history.
         let end = engines.iter().filter_map(Engine::latest_event_time).max().filter(|_| advance_to_end);
-        let mut results = results;
         if let Some(end) = end {
             std::thread::scope(|scope| {
                 for (engine, run) in engines.iter_mut().zip(results.iter_mut()) {

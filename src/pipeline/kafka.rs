@@ -196,7 +196,7 @@ pub fn dead_letter_headers(
     offset: i64,
     original_length: usize,
 ) -> OwnedHeaders {
-    OwnedHeaders::new_with_capacity(6)
+    OwnedHeaders::new_with_capacity(7)
         .insert(Header { key: "reason", value: Some(reason) })
         .insert(Header { key: "message", value: Some(message) })
         .insert(Header { key: "source_topic", value: Some(topic) })

@@ -348,6 +348,8 @@ impl ServiceCollector {
             )
             .expect("valid gauge"),
         };
+        // The limit does not change while the process runs: read once, not at every scrape.
+        me.memory_limit.set(cgroup_memory_limit().unwrap_or(0) as i64);
         let mut descs = Vec::new();
         for c in me.parts() {
             descs.extend(c.desc().into_iter().cloned());
@@ -454,8 +456,9 @@ impl ServiceCollector {
             let state = shared.lock();
             for task in state.tasks.values() {
                 census.merge(&task.engine.stats().census);
-                customers += task.engine.customer_count();
-                fullest = fullest.max(task.engine.customer_count());
+                let n = task.engine.customer_count();
+                customers += n;
+                fullest = fullest.max(n);
                 buffered += task.buffered();
             }
         }
@@ -463,7 +466,6 @@ impl ServiceCollector {
         let max = shared.config.engine.max_customers;
         self.capacity_used.set(if max > 0 { fullest as f64 / max as f64 } else { 0.0 });
         self.resident.set(resident_bytes().unwrap_or(0) as i64);
-        self.memory_limit.set(cgroup_memory_limit().unwrap_or(0) as i64);
         self.buffered.set(buffered as i64);
         for (i, segment) in self.scorecard.segments.iter().enumerate() {
             for stage in Stage::ALL {

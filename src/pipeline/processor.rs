@@ -1197,6 +1197,7 @@ impl State {
         let max_idle = Duration::from_millis(config.pipeline.max_task_idle_ms);
         let mut worked = false;
         let mut done = Processed::default();
+        let wall_clock = super::metrics::wall_clock_millis();
         for (p, task) in self.tasks.iter_mut() {
             if task.waiting() {
                 let since = *self.waiting_since.entry(*p).or_insert(now);
@@ -1224,7 +1225,7 @@ impl State {
                 self.stall_warned.remove(p);
             }
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
-            task.engine.set_wall_clock(super::metrics::wall_clock_millis());
+            task.engine.set_wall_clock(wall_clock);
             task.process(16_384, &mut done);
             if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 {
                 let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
