@@ -67,7 +67,7 @@ pub fn features(sc: &Scorecard, obs: &[&Observation]) -> Array2<f64> {
     let mut x = Array2::<f64>::zeros((obs.len(), n_comp));
     let mut parts = Vec::new();
     for (i, o) in obs.iter().enumerate() {
-        let weighted = sc.score(&o.signals, o.stage, o.segment, &mut parts);
+        let weighted = sc.score(&o.signals, o.stage, o.segment, &o.refs, &mut parts);
         for (j, p) in parts.iter().enumerate() {
             x[[i, j]] = p.points.unwrap_or(weighted) / 100.0;
         }

@@ -104,6 +104,9 @@ pub struct ComponentOut {
     pub points: Option<f64>,
     pub weight: f64,
     pub contribution: f64,
+    /// For a relative curve: where the value stands among the customer's peers, in words (null
+    /// otherwise: every output field is always present, so consumers see one shape).
+    pub peers: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -4,6 +4,8 @@
 //! [`crate::rules`] only read them. The names are what scorecards write, so they are part of the
 //! contract: add signals, never rename them.
 
+use crate::event::Source;
+
 /// One measurable fact about a customer at an instant. Ratios are in percent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
@@ -139,6 +141,84 @@ impl Signal {
 
     pub fn from_name(name: &str) -> Option<Signal> {
         Signal::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The input source the signal is measured from; `None` when any source informs it
+    /// (tenure). A partition that has never received an event of a source has that source not
+    /// connected, and its signals are missing rather than zero (see [`SourceSet`]).
+    pub fn source(self) -> Option<Source> {
+        use Signal::*;
+        match self {
+            ActiveDays7d
+            | ActiveDays30d
+            | Events7d
+            | Events30d
+            | SessionMinutes30d
+            | DistinctUsers30d
+            | FeatureBreadth30d
+            | CoreFeatureAdoptionPct
+            | UsageTrendPct
+            | UsageTrend7dPct
+            | DaysSinceLastActivity
+            | SeatUtilisationPct => Some(Source::ProductUsage),
+            TicketsOpened30d
+            | OpenTickets
+            | OpenUrgentTickets
+            | MedianResolutionHours90d
+            | Reopens90d
+            | CsatAvg90d
+            | LastNps
+            | UrgentTicketWithFallingUsage => Some(Source::Support),
+            FailedPayments90d | OpenOverdueInvoices | MrrChange90dPct | Mrr | DaysToRenewal => Some(Source::Billing),
+            TenureDays => None,
+        }
+    }
+}
+
+/// The input sources a partition has received at least one event of. "No ticket" means
+/// something only where tickets flow at all: where the support topic is not connected (a
+/// product-only export, a company without a help desk feed) every customer would otherwise get
+/// full points for "no urgent tickets", and those constant points would dilute the score.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceSet(u8);
+
+impl SourceSet {
+    /// Every source: what scoring assumes when it is not told (tests, single-customer tools).
+    pub const ALL: SourceSet = SourceSet(0b111);
+
+    pub fn insert(&mut self, source: Source) {
+        self.0 |= 1 << source as u8;
+    }
+
+    pub fn contains(self, source: Source) -> bool {
+        self.0 & (1 << source as u8) != 0
+    }
+
+    /// Clears the signals of the sources not in the set.
+    pub fn mask(self, signals: &mut Signals) {
+        if self == SourceSet::ALL {
+            return;
+        }
+        for s in Signal::ALL {
+            if s.source().is_some_and(|src| !self.contains(src)) {
+                signals.set(s, None);
+            }
+        }
+    }
+}
+
+/// Written by name (snapshots keep which signals a population describes), so adding a signal
+/// anywhere in the list never changes what a stored one reads as.
+impl serde::Serialize for Signal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Signal {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Signal::from_name(&name).ok_or_else(|| serde::de::Error::custom(format!("unknown signal {name:?}")))
     }
 }
 

@@ -141,7 +141,9 @@ fn a_score_that_reads_usage_separates_silent_churners_and_a_random_one_does_not(
     let nps_auc = row("nps").auc.unwrap();
     assert!((nps_auc - 0.5).abs() < 0.1 && row("recency").auc.unwrap() > nps_auc + 0.3, "{:?}", row("nps"));
     let a = r.periods.all.auc.unwrap();
-    assert!(a > 0.8 && a < 0.99, "the random answer blurs the default score (strong_detractor cap): AUC {a}");
+    // Its usage components rank the silent churners last among their peers, so the random answer
+    // (through the strong_detractor cap) blurs the ranking only a little.
+    assert!(a > 0.9, "the default score reads usage: AUC {a}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn a_customer_using_the_product_well_is_green_and_the_score_is_explained() {
     let components = s["components"].as_array().unwrap();
     let sum: f64 = components.iter().map(|c| c["contribution"].as_f64().unwrap()).sum();
     assert!((sum - s["score"].as_f64().unwrap()).abs() < 0.2, "contributions {sum} vs score {}", s["score"]);
-    assert_eq!(s["model_version"], "default-2026.11");
+    assert_eq!(s["model_version"], "default-2026.12");
     let first = &h.scores("acme")[0];
     assert_eq!(first["reason"], "first_score");
     assert_eq!(first["stage"], "onboarding", "tenure under 90 days");

@@ -178,7 +178,7 @@ fn the_demo_serves_metrics_health_and_the_query_api_and_exports_every_metric_dep
     assert_eq!(answer("/nope").0, 404);
     let (status, body) = answer("/scorecard");
     assert_eq!(status, 200);
-    assert_eq!(json(&body)["version"], "default-2026.11");
+    assert_eq!(json(&body)["version"], "default-2026.12");
     let (status, body) = answer("/scorecard?format=toml");
     assert_eq!(status, 200);
     assert!(body.contains("[bands]") || body.contains("version"), "{body}");

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use healthscore::engine::{Engine, EngineConfig};
+use healthscore::event::{parse_rfc3339, DAY_MS};
 use healthscore::generate::{write_ndjson, GenConfig};
 use healthscore::replay::{replay, Input};
 use healthscore::score::Scorecard;
@@ -15,9 +16,28 @@ fn population() -> Vec<u8> {
     bytes
 }
 
-/// Replays `inputs` over `partitions` engines: (outputs, dead-letter reasons with lines).
+/// Replays `inputs` over `partitions` engines with the default scorecard: (outputs, dead-letter
+/// reasons with lines).
 fn run(inputs: &[Input], partitions: usize) -> (Vec<u8>, Vec<(usize, String)>) {
-    let sc = Arc::new(Scorecard::default_scorecard());
+    run_with(Scorecard::default_scorecard(), inputs, partitions)
+}
+
+/// The default scorecard with every curve absolute (its relative curves' fallbacks): a
+/// customer's score then depends on its own events only, not on its partition's population.
+fn absolute() -> Scorecard {
+    let text = healthscore::score::DEFAULT_SCORECARD
+        .lines()
+        .filter(|l| !l.starts_with("relative = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // events_30d has no fallback: without `relative` it has no curve at all, so drop its component.
+    let start = text.find("[[component]]\nname = \"usage_volume\"").expect("usage_volume");
+    let end = start + 1 + text[start + 1..].find("[[component]]").unwrap();
+    Scorecard::from_toml(&format!("{}{}", &text[..start], &text[end..]), "absolute").expect("valid")
+}
+
+fn run_with(sc: Scorecard, inputs: &[Input], partitions: usize) -> (Vec<u8>, Vec<(usize, String)>) {
+    let sc = Arc::new(sc);
     let mut engines: Vec<Engine> = (0..partitions).map(|_| Engine::new(sc.clone(), EngineConfig::default())).collect();
     let mut out = Vec::new();
     let mut dead = Vec::new();
@@ -75,7 +95,24 @@ fn partitioned_replays_are_deterministic_and_score_the_same_customers_alike() {
     let (again, _) = run(&input, 3);
     assert_eq!(three, again, "same input and partition count: same bytes");
     assert_eq!(dead1, dead3, "dead letters are reported in input order whatever the partitioning");
-    // Each partition has its own stream time; on this dense history every timer is still passed
-    // at the same point of each customer's events, so the outputs agree line for line.
-    assert_eq!(sorted_lines(&one), sorted_lines(&three));
+    // Relative curves rank a customer among its partition's customers, so the default's scores
+    // depend on the partitioning. With absolute curves each partition has its own stream time;
+    // on this dense history every timer is still passed at the same point of each customer's
+    // events, so the outputs agree line for line once every partition has received an event of
+    // each source (before, a source a partition has not seen yet is "not connected" there).
+    assert_ne!(sorted_lines(&one), sorted_lines(&three), "relative curves see another population");
+    let (one, _) = run_with(absolute(), &input, 1);
+    let (three, _) = run_with(absolute(), &input, 3);
+    let after_first_week = |bytes: &[u8]| -> Vec<Vec<u8>> {
+        let time = |l: &[u8]| {
+            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+            parse_rfc3339(v["timestamp"].as_str().unwrap()).unwrap()
+        };
+        let lines = sorted_lines(bytes);
+        let start = lines.iter().map(|l| time(l)).min().unwrap();
+        lines.into_iter().filter(|l| time(l) >= start + 7 * DAY_MS).map(<[u8]>::to_vec).collect()
+    };
+    let (a, b) = (after_first_week(&one), after_first_week(&three));
+    assert!(a.len() > 300, "{}", a.len());
+    assert_eq!(a, b);
 }

@@ -163,7 +163,9 @@ fn rules_can_be_switched_off_and_retuned_in_the_scorecard() {
 fn state_rules_wait_for_a_warm_up_but_payment_failures_do_not() {
     let mut h = Harness::new();
     let renewal = format_rfc3339(at(30.0));
-    // First seen through billing only: no usage history yet, a weak score, renewal near.
+    // First seen through billing only: no usage history yet, a weak score, renewal near. (Another
+    // customer's use connects the usage source: without it, usage would count as not connected.)
+    h.send("other", at(0.0), "feature_used", json!({"feature": "reports", "user_id": "u"})).unwrap();
     h.send("new", at(0.0), "subscription_changed", json!({"plan": "pro", "mrr": 500, "seats": 10})).unwrap();
     h.send("new", at(0.0), "subscription_renewed", json!({"renewal_date": renewal})).unwrap();
     h.send("new", at(1.0), "payment_failed", json!({"invoice_id": "i1", "amount": 500})).unwrap();

@@ -24,7 +24,7 @@ pub fn rescore(sc: &Scorecard, obs: &[Observation]) -> Vec<f64> {
     let (mut parts, mut caps) = (Vec::new(), Vec::new());
     obs.iter()
         .map(|o| {
-            let (_, raw) = sc.evaluate(&o.signals, o.segment, &mut parts, &mut caps);
+            let (_, raw) = sc.evaluate(&o.signals, o.segment, &o.refs, &mut parts, &mut caps);
             (raw * 10.0).round() / 10.0
         })
         .collect()

@@ -15,7 +15,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::event::{parse, parse_date_or_datetime, EventKind, Millis, DAY_MS};
 use crate::output::Output;
 use crate::replay::{replay_observed, Input, ReplaySummary};
-use crate::score::{Band, Scorecard, Stage};
+use crate::score::{Band, References, Scorecard, Stage};
 use crate::signal::Signals;
 use crate::state::{ChurnStats, SignalParams};
 use crate::window::day_of;
@@ -54,6 +54,8 @@ pub struct Observation {
     pub at: Millis,
     pub segment: u8,
     pub signals: Signals,
+    /// The reference population relative curves ranked the customer in at that date.
+    pub refs: Arc<References>,
     /// The stage, score (one decimal, as outputs carry it) and band of the replayed scorecard;
     /// the band is the live one, with hysteresis.
     pub stage: Stage,
@@ -242,7 +244,6 @@ pub fn observe(
     let horizon = cfg.horizon_days as Millis * DAY_MS;
     let warmup = cfg.warmup_days as Millis * DAY_MS;
     let sc = scorecard.clone();
-    let params = SignalParams { core_feature_keys: &sc.core_feature_keys, falling_usage_pct: sc.falling_usage_pct };
     let mut engine = Engine::new(scorecard, engine_config);
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut customers: Vec<String> = Vec::new();
@@ -276,6 +277,12 @@ pub fn observe(
         },
         |engine, at| {
             dates.push(at);
+            let refs = engine.population().references().clone();
+            let params = SignalParams {
+                core_feature_keys: &sc.core_feature_keys,
+                falling_usage_pct: sc.falling_usage_pct,
+                sources: engine.sources(),
+            };
             for c in engine.customers() {
                 if at - c.first_seen < warmup {
                     excluded.warmup += 1;
@@ -295,13 +302,14 @@ pub fn observe(
                         Label::Stays => (false, None),
                     };
                 let signals = c.signals(at, &params);
-                let (stage, raw) = sc.evaluate(&signals, c.segment, &mut parts, &mut caps);
+                let (stage, raw) = sc.evaluate(&signals, c.segment, &refs, &mut parts, &mut caps);
                 let score = (raw * 10.0).round() / 10.0;
                 observations.push(Observation {
                     customer: intern(&c.id),
                     at,
                     segment: c.segment,
                     signals,
+                    refs: refs.clone(),
                     stage,
                     score,
                     band: sc.bands.classify(score, c.score.band),

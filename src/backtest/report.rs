@@ -128,7 +128,7 @@ pub fn components<'a>(sc: &Scorecard, obs: impl IntoIterator<Item = &'a Observat
     let mut n = 0usize;
     for o in obs {
         n += 1;
-        sc.score(&o.signals, o.stage, o.segment, &mut parts);
+        sc.score(&o.signals, o.stage, o.segment, &o.refs, &mut parts);
         for (j, p) in parts.iter().enumerate() {
             if let Some(pts) = p.points {
                 points[j].push((pts, o.churned));

@@ -343,6 +343,22 @@ mod tests {
         PartitionTask::new(0, Engine::new(Arc::new(Scorecard::default_scorecard()), EngineConfig::default()))
     }
 
+    /// A task whose score moves with one customer's own usage: the default scorecard ranks usage against the
+    /// partition's population, and a partition of one customer has none, so its score would not move.
+    fn absolute_task() -> PartitionTask {
+        let card = r#"
+version = "absolute"
+[[component]]
+name = "use"
+signal = "active_days_30d"
+weight = 1
+bad = 0
+good = 20
+"#;
+        let card = Scorecard::from_toml(card, "test").expect("valid");
+        PartitionTask::new(0, Engine::new(Arc::new(card), EngineConfig::default()))
+    }
+
     fn event(id: &str, day: u32, hour: u32, kind: &str) -> Vec<u8> {
         let body = match kind {
             "usage" => r#""type":"feature_used","feature":"reports""#,
@@ -432,7 +448,7 @@ mod tests {
     #[test]
     fn restored_records_rebuild_state_without_outputs_and_fresh_ones_emit() {
         let run = |restore: Option<i64>| {
-            let mut t = task();
+            let mut t = absolute_task();
             for (i, day) in (1..=20).enumerate() {
                 t.push(0, i as i64, None, &event(&format!("u{i}"), day, 9, "usage"));
             }

@@ -155,6 +155,9 @@ struct ComponentFile {
     bad: Option<f64>,
     good: Option<f64>,
     steps: Option<Vec<StepFile>>,
+    /// `"higher"` or `"lower"`: score the customer's percentile among its peers, the better
+    /// end being higher or lower values (see `score::population`).
+    relative: Option<String>,
     #[serde(default)]
     missing: Option<MissingFile>,
     #[serde(default)]
@@ -286,8 +289,38 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
             issue(key("signal"), format!("unknown signal {:?}; known signals: {}", c.signal, known.join(", ")));
         }
         check_weight(c.weight, &key("weight"), &mut issue);
-        let curve = build_curve(&c.bad, &c.good, &c.steps, &key("curve"), &mut issue)
-            .unwrap_or(Curve::Linear { bad: 0.0, good: 1.0 });
+        let curve = match &c.relative {
+            None => build_curve(&c.bad, &c.good, &c.steps, &key("curve"), &mut issue),
+            Some(dir) => {
+                let higher_is_better = match dir.as_str() {
+                    "higher" => Some(true),
+                    "lower" => Some(false),
+                    other => {
+                        issue(
+                            key("relative"),
+                            format!("must be \"higher\" or \"lower\" (which values are better), got {other:?}"),
+                        );
+                        None
+                    }
+                };
+                // `bad`/`good`/`steps` beside `relative`: the curve used until the population has a reference.
+                let fallback = (c.bad.is_some() || c.good.is_some() || c.steps.is_some())
+                    .then(|| build_curve(&c.bad, &c.good, &c.steps, &key("curve"), &mut issue))
+                    .flatten();
+                if let (Some(Curve::Linear { bad, good }), Some(higher)) = (&fallback, higher_is_better) {
+                    if (good > bad) != higher {
+                        issue(
+                            key("relative"),
+                            format!(
+                                "is {dir:?} but the fallback curve (bad = {bad}, good = {good}) points the other way"
+                            ),
+                        );
+                    }
+                }
+                higher_is_better.map(|h| Curve::Relative { higher_is_better: h, fallback: fallback.map(Box::new) })
+            }
+        }
+        .unwrap_or(Curve::Linear { bad: 0.0, good: 1.0 });
         let missing = match &c.missing {
             None => Missing::Skip,
             Some(MissingFile::Word(w)) if w == "skip" => Missing::Skip,
@@ -408,6 +441,13 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
             max_score: c.max_score,
         });
     }
+    let mut relative_signals = Vec::new();
+    for c in tables.iter().flatten() {
+        if matches!(c.curve, Curve::Relative { .. }) && !relative_signals.contains(&c.signal) {
+            relative_signals.push(c.signal);
+        }
+    }
+    relative_signals.sort();
     let rules = file.rules.compile(issues, SCORE_HISTORY_DAYS);
     // Overrides are applied once per (stage, segment) table: report each problem once.
     let mut seen = BTreeSet::new();
@@ -427,6 +467,7 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
         core_features: file.core_features,
         falling_usage_pct: file.falling_usage_pct,
         segments,
+        relative_signals,
         tables,
         caps,
         rules,

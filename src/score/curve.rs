@@ -9,6 +9,12 @@ pub enum Curve {
     /// Thresholds in ascending `at` order: the points of the last step whose `at` ≤ value; below
     /// the first step, the first step's points.
     Steps(Vec<Step>),
+    /// The customer's mid-rank percentile among the partition's customers of its segment and
+    /// stage (see [`super::population`]): 100 points for the best, 0 for the worst. Scored by
+    /// [`super::Scorecard::score`] with the population's references. Until the population has a
+    /// reference (the first day of a stream, a partition of fewer than 30 customers) the
+    /// `fallback` curve scores the value, or, without one, the value counts as missing.
+    Relative { higher_is_better: bool, fallback: Option<Box<Curve>> },
 }
 
 /// One threshold of a [`Curve::Steps`].
@@ -26,6 +32,9 @@ impl Curve {
                 let i = steps.partition_point(|s| s.at <= value);
                 steps[i.saturating_sub(1)].points
             }
+            // Without a reference: the fallback; without one the scorecard treats the value as
+            // missing and never asks.
+            Curve::Relative { fallback, .. } => fallback.as_ref().map_or(50.0, |f| f.points(value)),
         }
     }
 }

@@ -8,12 +8,14 @@
 mod band;
 mod config;
 mod curve;
+pub mod population;
 
 use std::sync::Arc;
 
 pub use self::band::{Band, Bands};
 pub use self::config::{write_issues, ConfigIssue, ScorecardError, DEFAULT_SCORECARD, SCORE_HISTORY_DAYS};
 pub use self::curve::{Curve, Step};
+pub use self::population::{Population, Rank, References, Scope};
 
 use crate::rules::RuleSet;
 use crate::signal::{Signal, Signals};
@@ -100,6 +102,8 @@ pub struct ComponentScore {
     pub points: Option<f64>,
     pub weight: f64,
     pub contribution: f64,
+    /// For a relative curve, where the value stood in its reference population.
+    pub rank: Option<Rank>,
 }
 
 /// A compiled, checked scorecard: components per (stage, segment), bands, stages and rules.
@@ -117,6 +121,9 @@ pub struct Scorecard {
     /// Usage trend (%) at or below which usage counts as falling.
     pub falling_usage_pct: f64,
     pub segments: Vec<Segment>,
+    /// The signals some component scores with a relative curve, each once: what the engine's
+    /// [`Population`] keeps references for.
+    pub relative_signals: Vec<Signal>,
     tables: Vec<Vec<Component>>,
     pub caps: Vec<Cap>,
     pub rules: RuleSet,
@@ -149,22 +156,42 @@ impl Scorecard {
     }
 
     /// Scores `signals`, writing each component's part into `parts` (cleared first, in the order
-    /// of [`Scorecard::components`]). Returns the score, 0–100. With no component counting at all
-    /// (every signal missing and skipped) the score is a neutral 50.
-    pub fn score(&self, signals: &Signals, stage: Stage, segment: u8, parts: &mut Vec<ComponentScore>) -> f64 {
+    /// of [`Scorecard::components`]). Relative curves rank the value in `refs`; without a
+    /// reference for it their fallback curve scores it, or, with none, it counts as missing. Returns the score, 0–100. With no component
+    /// counting at all (every signal missing and skipped) the score is a neutral 50.
+    pub fn score(
+        &self,
+        signals: &Signals,
+        stage: Stage,
+        segment: u8,
+        refs: &References,
+        parts: &mut Vec<ComponentScore>,
+    ) -> f64 {
         parts.clear();
         let mut total_weight = 0.0;
         for c in self.components(stage, segment) {
             let value = signals.get(c.signal);
-            let points = match (value, c.missing) {
-                (Some(v), _) => Some(c.curve.points(v)),
+            let mut rank = None;
+            let scored = match (value, &c.curve) {
+                (Some(v), Curve::Relative { higher_is_better, fallback }) => {
+                    rank = refs.get(c.signal, stage, segment).map(|r| r.rank(v));
+                    match rank {
+                        Some(r) => Some(r.points(*higher_is_better)),
+                        None => fallback.as_ref().map(|f| f.points(v)),
+                    }
+                }
+                (Some(v), curve) => Some(curve.points(v)),
+                (None, _) => None,
+            };
+            let points = match (scored, c.missing) {
+                (Some(p), _) => Some(p),
                 (None, Missing::Neutral(p)) => Some(p),
                 (None, Missing::Skip) => None,
             };
             if points.is_some() {
                 total_weight += c.weight;
             }
-            parts.push(ComponentScore { value, points, weight: c.weight, contribution: 0.0 });
+            parts.push(ComponentScore { value, points, weight: c.weight, contribution: 0.0, rank });
         }
         if total_weight <= 0.0 {
             for p in parts.iter_mut() {
@@ -188,11 +215,12 @@ impl Scorecard {
         &self,
         signals: &Signals,
         segment: u8,
+        refs: &References,
         parts: &mut Vec<ComponentScore>,
         caps: &mut Vec<usize>,
     ) -> (Stage, f64) {
         let stage = self.stage_of(signals);
-        let weighted = self.score(signals, stage, segment, parts);
+        let weighted = self.score(signals, stage, segment, refs, parts);
         (stage, self.cap(signals, weighted, parts, caps))
     }
 

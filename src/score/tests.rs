@@ -34,13 +34,19 @@ good = 5
 fn missing_data_is_skipped_and_the_rest_renormalised() {
     let sc = card(TWO).unwrap();
     let mut parts = Vec::new();
-    let score = sc.score(&signals(&[(Signal::ActiveDays30d, 10.0)]), Stage::Mature, 0, &mut parts);
+    let score =
+        sc.score(&signals(&[(Signal::ActiveDays30d, 10.0)]), Stage::Mature, 0, &References::default(), &mut parts);
     assert_eq!(score, 50.0, "csat skipped: the score is the usage component alone");
     assert_eq!(parts[1].points, None);
     assert_eq!(parts[1].weight, 0.0);
     assert_eq!(parts[0].weight, 1.0);
-    let score =
-        sc.score(&signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 5.0)]), Stage::Mature, 0, &mut parts);
+    let score = sc.score(
+        &signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 5.0)]),
+        Stage::Mature,
+        0,
+        &References::default(),
+        &mut parts,
+    );
     assert_eq!(score, 0.75 * 50.0 + 0.25 * 100.0);
     let total: f64 = parts.iter().map(|p| p.contribution).sum();
     assert!((total - score).abs() < 1e-9);
@@ -50,7 +56,8 @@ fn missing_data_is_skipped_and_the_rest_renormalised() {
 fn missing_data_can_score_neutral_points() {
     let sc = card(&TWO.replace("good = 5\n", "good = 5\nmissing = 60\n")).unwrap();
     let mut parts = Vec::new();
-    let score = sc.score(&signals(&[(Signal::ActiveDays30d, 10.0)]), Stage::Mature, 0, &mut parts);
+    let score =
+        sc.score(&signals(&[(Signal::ActiveDays30d, 10.0)]), Stage::Mature, 0, &References::default(), &mut parts);
     assert_eq!(score, 0.75 * 50.0 + 0.25 * 60.0);
 }
 
@@ -70,12 +77,20 @@ weight = 3
     .unwrap();
     let s = signals(&[(Signal::ActiveDays30d, 10.0), (Signal::CsatAvg90d, 1.0)]);
     let mut parts = Vec::new();
-    assert_eq!(sc.score(&s, Stage::Mature, 0, &mut parts), 37.5);
-    assert_eq!(sc.score(&s, Stage::Onboarding, 0, &mut parts), 75.0, "onboarding: 10 active days is full marks");
+    assert_eq!(sc.score(&s, Stage::Mature, 0, &References::default(), &mut parts), 37.5);
+    assert_eq!(
+        sc.score(&s, Stage::Onboarding, 0, &References::default(), &mut parts),
+        75.0,
+        "onboarding: 10 active days is full marks"
+    );
     let big = sc.segment_of(Some("enterprise"));
     assert_eq!(&*sc.segments[big as usize].name, "big", "plans match case-insensitively");
-    assert_eq!(sc.score(&s, Stage::Mature, big, &mut parts), 25.0, "csat weighs as much as usage");
-    assert_eq!(sc.score(&s, Stage::Onboarding, big, &mut parts), 50.0, "both overrides apply");
+    assert_eq!(
+        sc.score(&s, Stage::Mature, big, &References::default(), &mut parts),
+        25.0,
+        "csat weighs as much as usage"
+    );
+    assert_eq!(sc.score(&s, Stage::Onboarding, big, &References::default(), &mut parts), 50.0, "both overrides apply");
     assert_eq!(sc.segment_of(Some("unknown-plan")), 0);
     assert_eq!(sc.segment_of(None), 0);
 }
@@ -199,7 +214,7 @@ proptest! {
     fn score_is_bounded_and_explained(s in any_signals(), stage in 0usize..3, segment in 0u8..3) {
         let sc = Scorecard::default_scorecard();
         let mut parts = Vec::new();
-        let score = sc.score(&s, Stage::ALL[stage], segment, &mut parts);
+        let score = sc.score(&s, Stage::ALL[stage], segment, &References::default(), &mut parts);
         prop_assert!((0.0..=100.0).contains(&score));
         let sum: f64 = parts.iter().map(|p| p.contribution).sum();
         prop_assert!((sum - score).abs() < 1e-6);
@@ -223,7 +238,7 @@ max_score = 60
     let mut parts = Vec::new();
     let mut applied = Vec::new();
     let s = signals(&[(Signal::ActiveDays30d, 20.0), (Signal::CsatAvg90d, 1.0)]);
-    let weighted = sc.score(&s, Stage::Mature, 0, &mut parts);
+    let weighted = sc.score(&s, Stage::Mature, 0, &References::default(), &mut parts);
     assert_eq!(weighted, 75.0);
     let capped = sc.cap(&s, weighted, &mut parts, &mut applied);
     assert_eq!(capped, 60.0);
@@ -232,7 +247,7 @@ max_score = 60
     assert!((sum - 60.0).abs() < 1e-9, "contributions scaled to the capped score: {sum}");
     // A cap above the score, or whose condition does not hold, changes nothing.
     let fine = signals(&[(Signal::ActiveDays30d, 20.0), (Signal::CsatAvg90d, 4.0)]);
-    let w = sc.score(&fine, Stage::Mature, 0, &mut parts);
+    let w = sc.score(&fine, Stage::Mature, 0, &References::default(), &mut parts);
     assert_eq!(sc.cap(&fine, w, &mut parts, &mut applied), w);
     assert!(applied.is_empty());
 }
@@ -241,4 +256,69 @@ max_score = 60
 fn a_cap_needs_exactly_one_condition() {
     let err = card(&format!("{TWO}\n[[cap]]\nname = \"x\"\nsignal = \"last_nps\"\nmax_score = 50\n")).unwrap_err();
     assert_eq!(err.issues[0].key, "cap[0] (x).at_most");
+}
+
+const RELATIVE: &str = r#"
+[[component]]
+name = "use"
+signal = "active_days_30d"
+weight = 1
+relative = "higher"
+bad = 0
+good = 20
+
+[[component]]
+name = "volume"
+signal = "events_30d"
+weight = 1
+relative = "higher"
+"#;
+
+#[test]
+fn a_relative_curve_ranks_among_peers_and_falls_back_until_there_are_enough() {
+    let sc = card(RELATIVE).unwrap();
+    assert!(sc.relative_signals.len() == 2 && sc.relative_signals.contains(&Signal::Events30d));
+    let s = signals(&[(Signal::ActiveDays30d, 10.0), (Signal::Events30d, 40.0)]);
+    let mut parts = Vec::new();
+    // No reference yet: `use` scores on its fallback curve, `volume` (none) is left out.
+    let score = sc.score(&s, Stage::Mature, 0, &References::default(), &mut parts);
+    assert_eq!((score, parts[0].points, parts[1].points), (50.0, Some(50.0), None));
+    assert!(parts.iter().all(|p| p.rank.is_none()));
+    // 100 peers, 0..=99 active days and 0..=198 events: 10 days and 40 events both rank low.
+    let mut pop = Population::new(&sc.relative_signals, sc.segments.len());
+    pop.refresh(0);
+    for v in 0..100 {
+        pop.add(&signals(&[(Signal::ActiveDays30d, v as f64), (Signal::Events30d, 2.0 * v as f64)]), Stage::Mature, 0);
+    }
+    pop.refresh(crate::event::DAY_MS);
+    let score = sc.score(&s, Stage::Mature, 0, pop.references(), &mut parts);
+    let (use_points, volume_points) = (parts[0].points.unwrap(), parts[1].points.unwrap());
+    assert!((use_points - 10.5).abs() < 2.0 && (volume_points - 20.5).abs() < 2.0, "{parts:?}");
+    assert!((score - (use_points + volume_points) / 2.0).abs() < 1e-9);
+    assert!(parts[0].rank.is_some_and(|r| (r.above - 0.89).abs() < 0.02), "{:?}", parts[0].rank);
+}
+
+#[test]
+fn a_relative_curve_is_higher_or_lower_and_its_fallback_points_the_same_way() {
+    let bad_word = card(&RELATIVE.replace(
+        r#"relative = "higher"
+bad"#,
+        r#"relative = "more"
+bad"#,
+    ))
+    .unwrap_err();
+    assert!(
+        bad_word.to_string().contains("component[0] (use).relative") && bad_word.to_string().contains("\"more\""),
+        "{bad_word}"
+    );
+    let against = card(&RELATIVE.replace("bad = 0\ngood = 20", "bad = 20\ngood = 0")).unwrap_err();
+    assert!(against.to_string().contains("points the other way"), "{against}");
+    let lower = card(&RELATIVE.replace(
+        r#"relative = "higher"
+bad"#,
+        r#"relative = "lower"
+bad"#,
+    ))
+    .unwrap_err();
+    assert!(lower.to_string().contains("points the other way"), "{lower}");
 }

@@ -8,7 +8,7 @@ use crate::hash::{hash64, key32};
 use crate::memory::prefetch_bytes;
 use crate::rules::RULE_COUNT;
 use crate::score::{Band, Stage};
-use crate::signal::{Signal, Signals};
+use crate::signal::{Signal, Signals, SourceSet};
 use crate::window::{day_of, window_start, DailyRing, Day, DayLog, RecencySet};
 
 use super::lookback::{BandHistory, ChurnLookback};
@@ -152,6 +152,8 @@ pub struct Customer {
 pub struct SignalParams<'a> {
     pub core_feature_keys: &'a [u32],
     pub falling_usage_pct: f64,
+    /// The sources the partition receives: signals of the others are missing.
+    pub sources: SourceSet,
 }
 
 impl Customer {
@@ -487,6 +489,7 @@ impl Customer {
             .or(s.get(Signal::UsageTrendPct))
             .is_some_and(|t| t <= params.falling_usage_pct);
         s.set(Signal::UrgentTicketWithFallingUsage, Some((urgent > 0 && falling) as u8 as f64));
+        params.sources.mask(&mut s);
         s
     }
 
