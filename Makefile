@@ -4,7 +4,7 @@ CARGO ?= cargo
 # by the built-in generator (~1 s). Same seed, same bytes, on every machine.
 SAMPLE := target/sample/events.ndjson
 
-.PHONY: run replay test test-kafka build bench bench-kafka fuzz fuzz-smoke lint check-deploy fmt clean
+.PHONY: run replay test test-kafka build bench bench-kafka eval fuzz fuzz-smoke lint check-deploy fmt clean
 
 ## The whole pipeline on an in-process mock Kafka cluster with a synthetic population (no Kafka
 ## needed): a live summary every second for DURATION seconds (Ctrl-C stops it sooner).
@@ -58,6 +58,11 @@ bench:
 	$(CARGO) bench --locked --bench engine
 	$(CARGO) bench --locked --bench state
 	$(CARGO) bench --locked --bench drain
+
+## How well the score predicts churn: held-out AUC on ../shared/eval/socialnet7 (if present) and
+## on the generator's history. SCORECARD=path scores another scorecard.
+eval: build
+	scripts/eval.sh $(SCORECARD)
 
 ## Fuzzing (cargo-fuzz, libFuzzer; nightly): each target in fuzz/fuzz_targets for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 300
