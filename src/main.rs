@@ -22,6 +22,13 @@ use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
 use healthscore::score::{Band, Scorecard};
 use healthscore::signal::Signal;
 
+/// What `calibrate` learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Learn {
+    Curves,
+    Weights,
+}
+
 #[derive(Parser)]
 #[command(name = "healthscore", version, about = "Customer events in, customer health scores and churn alerts out")]
 struct Cli {
@@ -154,11 +161,16 @@ enum Command {
         #[arg(long)]
         plots: Option<PathBuf>,
     },
-    /// Fit the scorecard's component weights to churn history (logistic regression on the fit
-    /// period), write them as a new scorecard TOML, and compare old and new on the report period.
+    /// Learn a scorecard from churn history (every signal's curve, the weights and the band
+    /// cut-offs, from the fit period), write it as a new scorecard TOML, and compare old and new
+    /// on the report period. `--learn weights` fits only the active scorecard's weights.
     Calibrate {
         #[command(flatten)]
         history: HistoryArgs,
+        /// What to learn: `curves` (each signal's curve, the components, weights and bands) or
+        /// `weights` (the active scorecard's component weights only).
+        #[arg(long, value_enum, default_value_t = Learn::Curves)]
+        learn: Learn,
         /// Where to write the calibrated scorecard.
         #[arg(long, short)]
         output: PathBuf,
@@ -631,7 +643,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Calibrate { history, output, force, l2, new_version, plots } => {
+        Command::Calibrate { history, learn, output, force, l2, new_version, plots } => {
             if !(l2.is_finite() && l2 >= 0.0) {
                 bail!("--l2 must be a number >= 0, got {l2}");
             }
@@ -651,7 +663,11 @@ fn run(cli: Cli) -> Result<()> {
             }
             let (scorecard, observed, cfg, split) = history.observe()?;
             let split_at = split.date(&observed.dates);
-            let version = new_version.unwrap_or_else(|| format!("{}-calibrated", scorecard.version));
+            let suffix = match learn {
+                Learn::Curves => "learned",
+                Learn::Weights => "calibrated",
+            };
+            let version = new_version.unwrap_or_else(|| format!("{}-{suffix}", scorecard.version));
             let data = format!(
                 "{} observations of {} customers, every {} days from {} to {}, churn within {} days",
                 observed.observations.len(),
@@ -661,8 +677,11 @@ fn run(cli: Cli) -> Result<()> {
                 observed.last_event.map_or("-".into(), |t| healthscore::event::format_rfc3339(t)[..10].to_string()),
                 cfg.horizon_days
             );
-            let cal =
-                healthscore::calibrate::calibrate(&scorecard, &observed.observations, split_at, l2, &version, &data)?;
+            let run = match learn {
+                Learn::Curves => healthscore::calibrate::learn,
+                Learn::Weights => healthscore::calibrate::calibrate,
+            };
+            let cal = run(&scorecard, &observed.observations, split_at, l2, &version, &data)?;
             std::fs::write(&output, &cal.toml).with_context(|| format!("cannot write {}", output.display()))?;
             print_out(&render_calibration(&scorecard.version, &version, &cal))?;
             eprintln!(

@@ -250,3 +250,82 @@ fn a_cancellation_records_how_the_customer_stood_30_and_90_days_before() {
     h.send("c", at(140.3), "subscription_cancelled", json!({})).unwrap();
     assert_eq!(h.engine.stats().churn.cancellations, 1);
 }
+
+/// Churn only at renewals: every customer uses the product alike, every day; half of them cancel
+/// on their renewal date, the others renew for a year.
+fn renewal_driven(customers: u32) -> (Vec<Input>, Vec<(String, Millis)>) {
+    let mut lines: Vec<(Millis, Vec<u8>)> = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..customers {
+        let id = format!("cus_{i:03}");
+        let renewal_day = 20 + (i * 37) % 125;
+        let churns = i % 2 == 1;
+        let hour = (i % 8) as f64 / 24.0;
+        let renewal = healthscore::event::format_rfc3339(at(renewal_day as f64));
+        lines.push((
+            at(hour),
+            event(&id, &format!("{id}-r0"), at(hour), "subscription_renewed", json!({"renewal_date": renewal})),
+        ));
+        let last = if churns { renewal_day } else { DAYS };
+        for d in 0..last {
+            let t = at(d as f64 + 0.4 + hour);
+            let fields = json!({"feature": FEATURES[(d % 4) as usize], "user_id": format!("u{}", d % 3)});
+            lines.push((t, event(&id, &format!("{id}-{d}"), t, "feature_used", fields)));
+        }
+        let t = at(renewal_day as f64 - 0.2);
+        if churns {
+            lines.push((t, event(&id, &format!("{id}-cancel"), t, "subscription_cancelled", json!({}))));
+            labels.push((id, t));
+        } else {
+            let next = healthscore::event::format_rfc3339(at(renewal_day as f64 + 365.0));
+            lines.push((t, event(&id, &format!("{id}-r1"), t, "subscription_renewed", json!({"renewal_date": next}))));
+        }
+    }
+    lines.sort_by_key(|(t, _)| *t);
+    let bytes = lines.into_iter().flat_map(|(_, l)| l.into_iter().chain([b'\n'])).collect();
+    (vec![Input { name: "history".into(), bytes }], labels)
+}
+
+#[test]
+fn learning_curves_finds_renewal_timing_when_churn_happens_only_at_renewals() {
+    let (inputs, labels) = renewal_driven(240);
+    let cfg = ObserveConfig { every_days: 3, ..config(30, Outcomes::Complete) };
+    let sc = Scorecard::default_scorecard();
+    let observed = observe(sc.clone(), &inputs, &labels, &cfg);
+    let split_at = Split::Fraction(0.5).date(&observed.dates);
+    let cal = healthscore::calibrate::learn(&sc, &observed.observations, split_at, 1.0, "learned", "test").unwrap();
+    let top = cal.fit.components.iter().max_by(|a, b| a.new_weight.total_cmp(&b.new_weight)).unwrap();
+    assert_eq!(top.name, "days_to_renewal", "{:?}", cal.fit.components);
+    let (before, after) = (cal.report_before.auc.unwrap(), cal.report_after.auc.unwrap());
+    assert!(after > 0.75 && after > before + 0.15, "held-out AUC {before} -> {after}");
+    // The file is a scorecard that scores the report period as calibrate said, with bands set
+    // from the fit period.
+    let new = Scorecard::from_toml(&cal.toml, "new").unwrap();
+    assert!(new.bands.red_below < new.bands.green_from && new.bands.green_from != sc.bands.green_from);
+    let later: Vec<_> = observed.observations.iter().filter(|o| o.at >= split_at).cloned().collect();
+    let churned: Vec<bool> = later.iter().map(|o| o.churned).collect();
+    assert_eq!(backtest::metrics::auc(&backtest::rescore(&new, &later), &churned), Some(after));
+    assert!(cal.toml.contains("signal = \"days_to_renewal\"") && cal.toml.contains("# Learned by"), "{}", cal.toml);
+}
+
+#[test]
+fn learning_curves_only_reads_the_fit_period() {
+    // Outcomes in the report period flipped: the learned scorecard must not change.
+    let (inputs, labels) = renewal_driven(120);
+    let cfg = ObserveConfig { every_days: 3, ..config(30, Outcomes::Complete) };
+    let sc = Scorecard::default_scorecard();
+    let observed = observe(sc.clone(), &inputs, &labels, &cfg);
+    let split_at = Split::Fraction(0.5).date(&observed.dates);
+    let mut flipped = observed.observations.clone();
+    for o in flipped.iter_mut().filter(|o| o.at >= split_at) {
+        o.churned = !o.churned;
+    }
+    let learn = |obs: &[healthscore::backtest::Observation]| {
+        healthscore::calibrate::learn(&sc, obs, split_at, 1.0, "learned", "test").unwrap().fit.components
+    };
+    let (a, b) = (learn(&observed.observations), learn(&flipped));
+    let weights = |c: &[healthscore::calibrate::FittedComponent]| -> Vec<(String, f64)> {
+        c.iter().map(|c| (c.name.clone(), c.new_weight)).collect()
+    };
+    assert_eq!(weights(&a), weights(&b));
+}

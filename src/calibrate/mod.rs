@@ -8,6 +8,12 @@
 //! 0–100 points: the scale, the caps and the band cut-offs keep their meaning. Curves, caps,
 //! bands and rules are left alone. The new weights are judged on the report period, which the
 //! fit never saw; the user reads the figures and decides whether to deploy the file.
+//!
+//! [`learn`] goes further (`calibrate --learn curves`, the default): it learns every signal's
+//! curve from the fit period ([`shapes`]), keeps the informative ones as step components, fits
+//! their weights the same way, and sets the band cut-offs from the fit period's scores.
+
+pub mod shapes;
 
 use linfa::traits::Fit as _;
 use linfa::Dataset;
@@ -329,6 +335,185 @@ pub fn calibrate(
     p.after = judge(&new, &report_obs);
     let toml = write_scorecard(&sc.source_text, &fit, &p)?;
     Ok(Calibration { fit_after: judge(&new, &fit_obs), fit, fit_before, report_before, report_after: p.after, toml })
+}
+
+/// Share of the fit period's observations a learned scorecard puts in red, and in red or yellow:
+/// the band cut-offs are the fit period's score quantiles at these shares. A CS team works the
+/// riskiest tenth now and watches the next three tenths; the churn rates these bands had on the
+/// report period are in the calibration's judgement.
+pub const LEARNED_RED_SHARE: f64 = 0.10;
+pub const LEARNED_WATCH_SHARE: f64 = 0.40;
+
+/// Learns a scorecard from the observations before `split_at` and judges it against `sc` on
+/// those from `split_at` on: each signal's curve ([`shapes::learn_curves`]), the components'
+/// weights ([`fit_weights`]), and the band cut-offs ([`LEARNED_RED_SHARE`]). Everything else in
+/// `sc`'s file (stages, segments, caps, rules, emit settings) is kept; its components and their
+/// stage and segment overrides are replaced.
+pub fn learn(
+    sc: &Scorecard,
+    obs: &[Observation],
+    split_at: Millis,
+    l2: f64,
+    version: &str,
+    data: &str,
+) -> Result<Calibration, CalibrateError> {
+    let (fit_obs, report_obs): (Vec<Observation>, Vec<Observation>) =
+        obs.iter().cloned().partition(|o| o.at < split_at);
+    let fit_refs: Vec<&Observation> = fit_obs.iter().collect();
+    let churning = fit_refs.iter().filter(|o| o.churned).count();
+    if churning == 0 || churning == fit_refs.len() {
+        return Err(CalibrateError::OneClass { churning, staying: fit_refs.len() - churning });
+    }
+    let curves = shapes::learn_curves(&fit_refs);
+    if curves.is_empty() {
+        return Err(CalibrateError::NothingInformative);
+    }
+    // Weights: every learned component starts at 1; the fit sets them (summing to the count).
+    let even = vec![1.0; curves.len()];
+    let draft = learned_toml(&sc.source_text, &curves, &even, None, version, "")?;
+    let draft_sc = Scorecard::from_toml(&draft, "(learned)").map_err(|e| CalibrateError::Invalid(e.to_string()))?;
+    let fit = fit_weights(&draft_sc, &fit_refs, l2)?;
+    let scale = 100.0 / curves.len() as f64;
+    let weights: Vec<f64> = fit.components.iter().map(|c| crate::score::round_to(c.new_weight * scale, 1)).collect();
+    let weighted = learned_toml(&sc.source_text, &curves, &weights, None, version, "")?;
+    let weighted_sc =
+        Scorecard::from_toml(&weighted, "(learned)").map_err(|e| CalibrateError::Invalid(e.to_string()))?;
+    let mut scores = crate::backtest::rescore(&weighted_sc, &fit_obs);
+    scores.sort_by(f64::total_cmp);
+    let quantile = |q: f64| scores[((scores.len() - 1) as f64 * q).round() as usize].round();
+    let (red, mut green) = (quantile(LEARNED_RED_SHARE), quantile(LEARNED_WATCH_SHARE));
+    let hysteresis = sc.bands.hysteresis.min(3.0);
+    if green - red <= 2.0 * hysteresis + 1.0 {
+        green = (red + 2.0 * hysteresis + 2.0).min(100.0);
+    }
+    let range = |o: &[Observation]| match (o.iter().map(|o| o.at).min(), o.iter().map(|o| o.at).max()) {
+        (Some(a), Some(b)) => format!("{}..{}", &format_rfc3339(a)[..10], &format_rfc3339(b)[..10]),
+        _ => "none".to_string(),
+    };
+    let (report_before, fit_before) = (judge(sc, &report_obs), judge(sc, &fit_obs));
+    let bands = Some((red, green, hysteresis));
+    let banded = learned_toml(&sc.source_text, &curves, &weights, bands, version, "")?;
+    let new = Scorecard::from_toml(&banded, "(learned)").map_err(|e| CalibrateError::Invalid(e.to_string()))?;
+    let report_after = judge(&new, &report_obs);
+    let fmt = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.3}"));
+    let dropped: Vec<&str> = fit.components.iter().filter(|c| c.new_weight <= 0.0).map(|c| c.name.as_str()).collect();
+    let header = format!(
+        "# Learned by `healthscore calibrate` from scorecard {}.\n\
+         #\n\
+         # Data: {data}.\n\
+         # Fit period {} ({} observations, {} churning): each signal's curve is its churn rate per\n\
+         # value bin, made monotone; the {} strongest signals are components, weighted by a logistic\n\
+         # regression (L2 {l2}) of churn on their points{}. Bands: red is the riskiest {:.0} % of the fit\n\
+         # period's scores, red or yellow the riskiest {:.0} %.\n\
+         # Judged on the report period ({}), which the fit never saw: AUC {} -> {}; share red {} -> {}.\n\
+         # Review the curves below (each says what churn rates it stands for) before deploying this file.\n\n",
+        sc.version,
+        range(&fit_obs),
+        fit_obs.len(),
+        churning,
+        curves.len(),
+        if dropped.is_empty() { String::new() } else { format!(" (off, given the others: {})", dropped.join(", ")) },
+        100.0 * LEARNED_RED_SHARE,
+        100.0 * LEARNED_WATCH_SHARE,
+        range(&report_obs),
+        fmt(report_before.auc),
+        fmt(report_after.auc),
+        pct(Some(report_before.share_red)),
+        pct(Some(report_after.share_red)),
+    );
+    let toml = learned_toml(&sc.source_text, &curves, &weights, bands, version, &header)?;
+    let fit = Fit {
+        components: fit
+            .components
+            .into_iter()
+            .zip(&weights)
+            .map(|(c, w)| FittedComponent { old_weight: 0.0, new_weight: *w, ..c })
+            .collect(),
+        ..fit
+    };
+    Ok(Calibration { fit_after: judge(&new, &fit_obs), fit, fit_before, report_before, report_after, toml })
+}
+
+/// `source` with its components replaced by the learned ones (zero weights left out), their
+/// stage and segment overrides removed, and the bands set when given (red_below, green_from,
+/// hysteresis).
+fn learned_toml(
+    source: &str,
+    curves: &[shapes::LearnedCurve],
+    weights: &[f64],
+    bands: Option<(f64, f64, f64)>,
+    version: &str,
+    header: &str,
+) -> Result<String, CalibrateError> {
+    use toml_edit::{value, Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table};
+    let mut doc: DocumentMut = source.parse().map_err(|e: toml_edit::TomlError| CalibrateError::Edit(e.to_string()))?;
+    let old_version = doc.get("version").and_then(Item::as_str).unwrap_or("").to_string();
+    doc["version"] = value(version);
+    comment(&mut doc["version"], &format!("learned from {old_version}"));
+    doc["description"] = value(format!("Learned from churn history by healthscore calibrate (from {old_version})."));
+    if let Some(stages) = doc.get_mut("stage").and_then(Item::as_table_like_mut) {
+        for (_, s) in stages.iter_mut() {
+            if let Some(t) = s.as_table_like_mut() {
+                t.remove("component");
+            }
+        }
+    }
+    if let Some(segments) = doc.get_mut("segment").and_then(Item::as_array_of_tables_mut) {
+        for s in segments.iter_mut() {
+            s.remove("component");
+        }
+    }
+    if let Some((red, green, hysteresis)) = bands {
+        doc["bands"]["red_below"] = value(red);
+        doc["bands"]["green_from"] = value(green);
+        doc["bands"]["hysteresis"] = value(hysteresis);
+        comment(
+            &mut doc["bands"]["red_below"],
+            &format!("the riskiest {:.0} % of the fit period", 100.0 * LEARNED_RED_SHARE),
+        );
+        comment(
+            &mut doc["bands"]["green_from"],
+            &format!("the safest {:.0} % of the fit period", 100.0 * (1.0 - LEARNED_WATCH_SHARE)),
+        );
+    }
+    let rate = |r: f64| format!("{:.1} %", 100.0 * r);
+    let mut tables = ArrayOfTables::new();
+    for (c, w) in curves.iter().zip(weights) {
+        if *w <= 0.0 {
+            continue;
+        }
+        let mut t = Table::new();
+        t["name"] = value(c.signal.name());
+        t["description"] = value(format!(
+            "Learned: {} went with less churn; churn within the horizon {} at the safest step, {} at the riskiest ({:.0} % of observations had a value).",
+            if c.higher_is_better { "more" } else { "less" },
+            rate(c.best_rate),
+            rate(c.worst_rate),
+            100.0 * c.coverage
+        ));
+        t["signal"] = value(c.signal.name());
+        t["weight"] = value(*w);
+        let mut steps = Array::new();
+        for (at, points) in &c.steps {
+            let mut step = InlineTable::new();
+            step.insert("at", crate::score::round_to(*at, 4).into());
+            step.insert("points", (*points).into());
+            steps.push(step);
+        }
+        t["steps"] = value(steps);
+        if let Some(p) = c.missing_points {
+            t["missing"] = value(p);
+            comment(&mut t["missing"], "points when the signal has no value, from the churn of those without one");
+        }
+        tables.push(t);
+    }
+    if tables.is_empty() {
+        return Err(CalibrateError::NothingInformative);
+    }
+    doc.insert("component", Item::ArrayOfTables(tables));
+    let text = format!("{header}{doc}");
+    Scorecard::from_toml(&text, "(learned)").map_err(|e| CalibrateError::Invalid(e.to_string()))?;
+    Ok(text)
 }
 
 #[cfg(test)]
