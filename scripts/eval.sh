@@ -3,10 +3,15 @@
 #
 #   scripts/eval.sh [SCORECARD]      (default: the built-in scorecard)
 #
+# Two rows per history, each a held-out AUC of risk = -score (fitted on nothing it is judged on):
+#   (a) the scorecard out of the box;
+#   (b) `calibrate` (learned curves, weights and bands) on the fit period, then that scorecard.
 # socialnet7 (../shared/eval/socialnet7, ChurnSim; converted once into target/eval): `replay`,
-# then its own scorer: held-out AUC (observations from 2020-04-01) of risk = -score.
-# The generator's default population: `backtest` with its labels, report-period AUC.
-# Prints one line per history. Needs python3; the socialnet7 row is skipped without its data.
+# then its own scorer on observations from 2020-04-01. (b) is fitted on observations before
+# 2020-04-01 whose 30-day outcome is known by then (--outcomes-until), as its rules require.
+# The generator's default population: `backtest` with its labels, report-period AUC (second
+# half of the observation dates); (b) is calibrate's own report-period figure.
+# Needs python3; the socialnet7 rows are skipped without its data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=./target/release/healthscore
@@ -14,20 +19,35 @@ OUT=target/eval
 SN7=${SN7_DIR:-../shared/eval/socialnet7}
 mkdir -p "$OUT"
 card_args=()
-if [ $# -ge 1 ]; then card_args=(--scorecard "$1"); fi
+if [ $# -ge 1 ] && [ -n "$1" ]; then card_args=(--scorecard "$1"); fi
 
-printf '%-28s %s\n' history result
+sn7_score() { # $1: output file -> "held-out=0.xxx tracked (green .., yellow .., red ..)"
+    local auc bands
+    auc=$(python3 "$SN7/score_auc.py" "$1" | grep -o 'held-out=[0-9.]*')
+    bands=$(grep -o 'tracked ([^)]*)' "$2" | tail -1)
+    echo "$auc $bands"
+}
+
+printf '%-40s %s\n' history result
 if [ -f "$SN7/to_events.py" ]; then
     [ -s "$OUT/sn7.ndjson" ] || python3 "$SN7/to_events.py" "$OUT/sn7.ndjson" >/dev/null
     "$BIN" replay --input "$OUT/sn7.ndjson" --output "$OUT/sn7-out.ndjson" "${card_args[@]}" >"$OUT/sn7-replay.log" 2>&1
-    auc=$(python3 "$SN7/score_auc.py" "$OUT/sn7-out.ndjson" | grep -o 'held-out=[0-9.]*')
-    bands=$(grep -o 'tracked ([^)]*)' "$OUT/sn7-replay.log" | tail -1)
-    printf '%-28s %s %s\n' socialnet7 "$auc" "$bands"
+    printf '%-40s %s\n' "socialnet7 (a) out of the box" "$(sn7_score "$OUT/sn7-out.ndjson" "$OUT/sn7-replay.log")"
+    "$BIN" calibrate --input "$OUT/sn7.ndjson" "${card_args[@]}" --horizon-days 30 --outcomes-until 2020-04-01 \
+        --split-date 2020-04-01 --output "$OUT/sn7-learned.toml" --force >"$OUT/sn7-calibrate.log" 2>&1
+    "$BIN" replay --input "$OUT/sn7.ndjson" --output "$OUT/sn7-learned-out.ndjson" \
+        --scorecard "$OUT/sn7-learned.toml" >"$OUT/sn7-learned-replay.log" 2>&1
+    printf '%-40s %s\n' "socialnet7 (b) calibrate, then replay" \
+        "$(sn7_score "$OUT/sn7-learned-out.ndjson" "$OUT/sn7-learned-replay.log")"
 else
-    printf '%-28s %s\n' socialnet7 "skipped: no $SN7"
+    printf '%-40s %s\n' socialnet7 "skipped: no $SN7"
 fi
 [ -s "$OUT/gen.ndjson" ] || "$BIN" generate --output "$OUT/gen.ndjson" --labels "$OUT/gen-labels.csv" >/dev/null
 "$BIN" backtest --input "$OUT/gen.ndjson" --labels "$OUT/gen-labels.csv" "${card_args[@]}" \
     --report "$OUT/gen-report.json" >"$OUT/gen-backtest.log" 2>&1
 gen=$(grep '^report (>=' "$OUT/gen-backtest.log" | awk '{print "held-out=" $(NF-2)}')
-printf '%-28s %s\n' "generator (default, seed 42)" "$gen"
+printf '%-40s %s\n' "generator (a) out of the box" "$gen"
+"$BIN" calibrate --input "$OUT/gen.ndjson" --labels "$OUT/gen-labels.csv" "${card_args[@]}" \
+    --output "$OUT/gen-learned.toml" --force >"$OUT/gen-calibrate.log" 2>&1
+gen=$(grep '^REPORT period, .*-learned' "$OUT/gen-calibrate.log" | awk '{print "held-out=" $4}')
+printf '%-40s %s\n' "generator (b) calibrate" "$gen"
