@@ -398,6 +398,19 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
                         c.weight = w;
                     }
                     if o.bad.is_some() || o.good.is_some() || o.steps.is_some() {
+                        // On a relative component the bounds are its fallback's: it stays relative.
+                        if let Curve::Relative { fallback, .. } = &mut c.curve {
+                            let (bad, good) = match fallback.as_deref() {
+                                Some(Curve::Linear { bad, good }) if o.steps.is_none() => {
+                                    (Some(o.bad.unwrap_or(*bad)), Some(o.good.unwrap_or(*good)))
+                                }
+                                _ => (o.bad, o.good),
+                            };
+                            if let Some(curve) = build_curve(&bad, &good, &o.steps, &key("curve"), &mut issue) {
+                                *fallback = Some(Box::new(curve));
+                            }
+                            continue;
+                        }
                         let (bad, good) = match &c.curve {
                             Curve::Linear { bad, good } if o.steps.is_none() => {
                                 (Some(o.bad.unwrap_or(*bad)), Some(o.good.unwrap_or(*good)))

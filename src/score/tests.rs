@@ -322,3 +322,17 @@ bad"#,
     .unwrap_err();
     assert!(lower.to_string().contains("points the other way"), "{lower}");
 }
+
+#[test]
+fn an_override_of_a_relative_component_changes_its_fallback_and_it_stays_relative() {
+    let sc = card(&format!("{RELATIVE}\n[stage.onboarding.component.use]\ngood = 10\nweight = 3\n")).unwrap();
+    let onboarding = &sc.components(Stage::Onboarding, 0)[0];
+    assert_eq!(onboarding.weight, 3.0);
+    match &onboarding.curve {
+        Curve::Relative { higher_is_better: true, fallback: Some(f) } => {
+            assert_eq!(**f, Curve::Linear { bad: 0.0, good: 10.0 })
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(sc.components(Stage::Mature, 0)[0].curve, Curve::Relative { .. }));
+}
