@@ -244,7 +244,12 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         .context("processor start panicked")??;
         // The HTTP endpoints share this runtime; they stop with the service.
         tracing::info!(%addr, "HTTP endpoints: /metrics /healthz /readyz /customers /scorecard");
-        let api = Arc::new(Api::new(processor.shared.clone(), scorecard.clone(), processor.partitions()));
+        let tokens = config.http.tokens().map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?;
+        if tokens.is_empty() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "http.allow_unauthenticated: the query API serves customer data without a token");
+        }
+        let api =
+            Arc::new(Api::new(processor.shared.clone(), scorecard.clone(), processor.partitions()).with_tokens(tokens));
         let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
         let http = tokio::spawn(http::serve(listener, http::router(api), async {
             let _ = http_stopped.await;
@@ -460,6 +465,11 @@ fn run(cli: Cli) -> Result<()> {
                 duration: duration.map(Duration::from_secs),
                 every: Duration::from_secs(1),
                 http,
+                // The service's [http] token settings, from the environment (HEALTHSCORE__HTTP__TOKEN).
+                http_tokens: healthscore::pipeline::config::Config::load(None, std::env::vars())?
+                    .http
+                    .tokens()
+                    .map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?,
             };
             let s = run_demo(&options, scorecard, stop, |line| println!("{line}"))?;
             println!(

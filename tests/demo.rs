@@ -18,6 +18,7 @@ fn the_demo_scores_a_generated_population_end_to_end_on_the_mock_cluster() {
         duration: Some(Duration::from_secs(8)),
         every: Duration::from_secs(1),
         http: None,
+        http_tokens: Vec::new(),
     };
     let mut lines = Vec::new();
     let summary = run_demo(&options, Arc::new(Scorecard::default_scorecard()), Arc::new(AtomicBool::new(false)), |l| {

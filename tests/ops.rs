@@ -100,6 +100,7 @@ fn the_demo_serves_metrics_health_and_the_query_api_and_exports_every_metric_dep
         duration: Some(Duration::from_secs(12)),
         every: Duration::from_secs(1),
         http: Some("127.0.0.1:0".parse().unwrap()),
+        http_tokens: Vec::new(),
     };
     // The checks run inside the demo's print callback, while it runs: at its fourth summary, or
     // the first after it whose scrape has a lag sample (the lag gauge has a partition's sample only
@@ -222,16 +223,15 @@ fn the_demo_serves_metrics_health_and_the_query_api_and_exports_every_metric_dep
     assert!(undefined.is_empty(), "recording rules used but not defined: {undefined:?}");
 }
 
-/// The router without a socket (`oneshot`), on a processor that has joined no group yet: what
-/// a starting instance answers. It owns no partition, so every customer is someone else's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn a_starting_instance_is_alive_not_ready_and_names_the_owning_partition() {
-    use axum::body::Body;
-    use axum::http::Request;
+/// A processor on the mock cluster that has joined no group yet: what a starting instance has.
+/// (The mock cluster is returned too: it must outlive the processor.)
+async fn starting_processor() -> (
+    rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    healthscore::pipeline::Processor,
+    Arc<Scorecard>,
+) {
     use healthscore::pipeline::config::{Config, GroupProtocol, Guarantee};
-    use healthscore::pipeline::http::{router, Api};
     use healthscore::pipeline::{Processor, Stats};
-    use tower::ServiceExt;
 
     let mock = rdkafka::mocking::MockCluster::new(1).unwrap();
     let mut config = Config::default();
@@ -250,6 +250,19 @@ async fn a_starting_instance_is_alive_not_ready_and_names_the_owning_partition()
     .await
     .unwrap()
     .expect("connects to the mock cluster");
+    (mock, processor, scorecard)
+}
+
+/// The router without a socket (`oneshot`), on a processor that has joined no group yet: what
+/// a starting instance answers. It owns no partition, so every customer is someone else's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_starting_instance_is_alive_not_ready_and_names_the_owning_partition() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use healthscore::pipeline::http::{router, Api};
+    use tower::ServiceExt;
+
+    let (_mock, processor, scorecard) = starting_processor().await;
     let app = router(Arc::new(Api::new(processor.shared.clone(), scorecard, processor.partitions())));
     let call = |path: &str| {
         let app = app.clone();
@@ -276,4 +289,75 @@ async fn a_starting_instance_is_alive_not_ready_and_names_the_owning_partition()
     let (status, body) = call("/metrics").await;
     assert_eq!(status, 200);
     assert!(body.contains("healthscore_ready 0") && body.contains("healthscore_assigned_partitions 0"), "{body}");
+}
+
+/// The data endpoints need the bearer token; the scrape and probe endpoints do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_query_api_refuses_a_missing_or_wrong_token_and_metrics_stay_open() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use healthscore::pipeline::http::{router, Api};
+    use tower::ServiceExt;
+
+    let (_mock, processor, scorecard) = starting_processor().await;
+    let tokens = ["new-token-0123456789".to_string(), "old-token-0123456789".to_string()];
+    let api = Api::new(processor.shared.clone(), scorecard, processor.partitions()).with_tokens(tokens);
+    let app = router(Arc::new(api));
+    let call = |path: &str, auth: Option<&str>| {
+        let app = app.clone();
+        let mut request = Request::get(path);
+        if let Some(a) = auth {
+            request = request.header("authorization", a);
+        }
+        let request = request.body(Body::empty()).unwrap();
+        async move {
+            let response = app.oneshot(request).await.unwrap();
+            let challenge = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+            (response.status().as_u16(), challenge)
+        }
+    };
+    for path in ["/customers/cus_1", "/customers?band=red", "/scorecard"] {
+        assert_eq!(call(path, None).await, (401, Some("Bearer realm=\"healthscore\"".into())), "{path}");
+        assert_eq!(call(path, Some("Bearer wrong")).await.0, 401, "{path}");
+        assert_eq!(call(path, Some("new-token-0123456789")).await.0, 401, "{path}: not a bearer header");
+    }
+    assert_eq!(call("/customers/cus_1", Some("Bearer new-token-0123456789")).await.0, 404, "past auth: not owned");
+    assert_eq!(call("/scorecard", Some("Bearer old-token-0123456789")).await.0, 200, "either token while rotating");
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        assert_ne!(call(path, None).await.0, 401, "{path} stays open for scrapers and probes");
+    }
+}
+
+/// The same over a real socket, as the demo serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_query_api_over_a_socket_needs_the_token() {
+    use healthscore::pipeline::http::{Api, BackgroundServer};
+    use std::io::{Read as _, Write as _};
+
+    let (_mock, processor, scorecard) = starting_processor().await;
+    let api = Api::new(processor.shared.clone(), scorecard, processor.partitions())
+        .with_tokens(["socket-token-0123456789".to_string()]);
+    // The server runs its own runtime on its own thread, as in the demo: start it off this one.
+    let server =
+        tokio::task::spawn_blocking(move || BackgroundServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(api)))
+            .await
+            .unwrap()
+            .unwrap();
+    let addr = server.addr;
+    let get = move |auth: &str| {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET /scorecard HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out.lines().next().unwrap_or("").to_string()
+    };
+    let (no, yes) = tokio::task::spawn_blocking(move || {
+        let answers = (get(""), get("Authorization: Bearer socket-token-0123456789\r\n"));
+        drop(server);
+        answers
+    })
+    .await
+    .unwrap();
+    assert!(no.starts_with("HTTP/1.1 401"), "{no}");
+    assert!(yes.starts_with("HTTP/1.1 200"), "{yes}");
 }

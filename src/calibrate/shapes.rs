@@ -4,7 +4,7 @@
 //! For every signal the engine computes (usage, support, billing, renewal timing, tenure), the
 //! fit period's observations that have a value are cut into about ten bins of equal count at
 //! distinct values. Each bin's churn rate (within the horizon) is shrunk towards the signal's
-//! overall rate (a prior of [`PRIOR`] observations), then made monotone in the direction the
+//! overall rate (a prior of `PRIOR` = 20 observations), then made monotone in the direction the
 //! signal ranks churn (pool-adjacent-violators, weighted by count): a curve may say "the more
 //! the better" or "the less the better", never "22 is good but 23 is bad", which would be noise
 //! fitted. The safest bin gets 100 points, the riskiest 0, the rest in proportion to their churn

@@ -27,17 +27,51 @@ pub struct Config {
 }
 
 /// The HTTP endpoints: metrics, health, readiness and the query API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The query API serves customer data (MRR, NPS, tickets, scores), so it needs a bearer token
+/// unless it listens on loopback only. `/metrics`, `/healthz` and `/readyz` stay open.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpConfig {
-    /// Address and port to listen on (`IP:port`). All interfaces by default, so Prometheus and
-    /// Kubernetes probes reach it from outside the pod; the API is read-only.
+    /// Address and port to listen on (`IP:port`). Loopback by default; in a pod set
+    /// `0.0.0.0:9898` so Prometheus and the probes reach it, with a token.
     pub listen: String,
+    /// A bearer token the data endpoints accept (`HEALTHSCORE__HTTP__TOKEN` in the
+    /// environment). Never printed.
+    #[serde(serialize_with = "redacted")]
+    pub token: Option<String>,
+    /// A file of bearer tokens, one per line (several while rotating; `#` lines and blank lines
+    /// are skipped), e.g. a mounted Kubernetes Secret. Read at start.
+    pub token_file: Option<PathBuf>,
+    /// Serve the data endpoints beyond loopback without a token (logged as a warning at every
+    /// start). Off by default: the service refuses to start that way.
+    pub allow_unauthenticated: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "0.0.0.0:9898".into() }
+        HttpConfig { listen: "127.0.0.1:9898".into(), token: None, token_file: None, allow_unauthenticated: false }
+    }
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| REDACTED))
+            .field("token_file", &self.token_file)
+            .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .finish()
+    }
+}
+
+/// What a secret prints as.
+pub const REDACTED: &str = "(redacted)";
+
+fn redacted<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_some(REDACTED),
+        None => s.serialize_none(),
     }
 }
 
@@ -45,6 +79,23 @@ impl HttpConfig {
     /// The checked listen address (validation guarantees it parses).
     pub fn listen_addr(&self) -> std::net::SocketAddr {
         self.listen.parse().expect("http.listen is validated at load")
+    }
+
+    /// The bearer tokens: `token` and the lines of `token_file`. Empty: the data endpoints are
+    /// open (validation allows that only on loopback or with `allow_unauthenticated`).
+    pub fn tokens(&self) -> Result<Vec<String>, String> {
+        let mut tokens: Vec<String> = self.token.iter().cloned().collect();
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let before = tokens.len();
+            tokens.extend(
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string),
+            );
+            if tokens.len() == before {
+                return Err(format!("{} holds no token", path.display()));
+            }
+        }
+        Ok(tokens)
     }
 }
 
@@ -340,11 +391,33 @@ impl Config {
                 }
             }
         }
-        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
-            issues.push(ConfigIssue::new(
+        match self.http.listen.parse::<std::net::SocketAddr>() {
+            Err(_) => issues.push(ConfigIssue::new(
                 "http.listen",
                 format!("`{}` is not an IP:port address (e.g. 0.0.0.0:9898 or 127.0.0.1:9898)", self.http.listen),
-            ));
+            )),
+            Ok(addr) => {
+                if self.http.token.as_ref().is_some_and(|t| t.trim().len() < MIN_TOKEN_LEN) {
+                    issues.push(ConfigIssue::new(
+                        "http.token",
+                        format!("must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"),
+                    ));
+                }
+                match self.http.tokens() {
+                    Err(e) => issues.push(ConfigIssue::new("http.token_file", e)),
+                    Ok(tokens) if tokens.is_empty() && !addr.ip().is_loopback() && !self.http.allow_unauthenticated => {
+                        issues.push(ConfigIssue::new(
+                            "http.token",
+                            format!(
+                                "the query API would serve customer data on {addr} to anyone: set http.token or \
+                                 http.token_file (HEALTHSCORE__HTTP__TOKEN), listen on 127.0.0.1, or set \
+                                 http.allow_unauthenticated = true"
+                            ),
+                        ))
+                    }
+                    Ok(_) => {}
+                }
+            }
         }
         for (key, reason) in self.engine.validate() {
             issues.push(ConfigIssue::new(format!("engine.{key}"), reason));
@@ -393,6 +466,9 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
 }
+
+/// The shortest bearer token accepted: a short one can be guessed.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// librdkafka properties healthscore sets from its own settings; overriding them through the
 /// pass-through maps would break a guarantee, so they are refused.
@@ -490,5 +566,53 @@ mod tests {
     fn a_wrong_type_names_its_key() {
         let e = load("[kafka]\nprocessing_guarantee = \"twice\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+
+    fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load_str(Some(toml), "test.toml", env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn the_query_api_beyond_loopback_needs_a_token_or_an_explicit_choice() {
+        let err = load("[http]\nlisten = \"0.0.0.0:9898\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("http.token") && err.contains("0.0.0.0:9898 to anyone"), "{err}");
+        assert!(load("", &[]).is_ok(), "the default listens on loopback");
+        assert!(load("[http]\nlisten = \"0.0.0.0:9898\"\nallow_unauthenticated = true\n", &[]).is_ok());
+        let token = "0123456789abcdef0123";
+        let c = load("[http]\nlisten = \"0.0.0.0:9898\"\n", &[("HEALTHSCORE__HTTP__TOKEN", token)]).unwrap();
+        assert_eq!(c.http.tokens().unwrap(), vec![token.to_string()]);
+        let short = load("[http]\ntoken = \"abc\"\n", &[]).unwrap_err().to_string();
+        assert!(short.contains("http.token") && short.contains("at least 16"), "{short}");
+    }
+
+    #[test]
+    fn a_token_file_holds_one_token_per_line_and_an_unreadable_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("hs-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "# rotating\nnew-token-0123456789\n\nold-token-0123456789\n").unwrap();
+        let toml = format!("[http]\nlisten = \"0.0.0.0:1\"\ntoken_file = {:?}\n", file.display().to_string());
+        let c = load(&toml, &[]).unwrap();
+        assert_eq!(c.http.tokens().unwrap(), vec!["new-token-0123456789", "old-token-0123456789"]);
+        let missing = load(&toml.replace("token\"", "nothing\""), &[]).unwrap_err().to_string();
+        assert!(missing.contains("http.token_file") && missing.contains("cannot read"), "{missing}");
+        std::fs::write(&file, "# empty\n").unwrap();
+        let empty = load(&toml, &[]).unwrap_err().to_string();
+        assert!(empty.contains("holds no token"), "{empty}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_config_and_debug_output_never_show_the_token() {
+        let secret = "s3cret-token-0123456789";
+        let c = load("[http]\nlisten = \"0.0.0.0:9898\"\n", &[("HEALTHSCORE__HTTP__TOKEN", secret)]).unwrap();
+        let printed = c.to_toml();
+        assert!(!printed.contains(secret) && printed.contains(REDACTED), "{printed}");
+        assert!(!format!("{c:?}").contains(secret));
     }
 }

@@ -37,6 +37,8 @@ pub struct DemoOptions {
     pub every: Duration,
     /// Serve the HTTP endpoints (metrics, health, query API) here; port 0 picks a free one.
     pub http: Option<SocketAddr>,
+    /// Bearer tokens for the query API (the service's `[http]` rule: needed beyond loopback).
+    pub http_tokens: Vec<String>,
 }
 
 /// Counts the demo's summary shows.
@@ -74,7 +76,15 @@ pub fn run_demo(
     // Dropped when the demo returns, which stops it.
     let _server = match options.http {
         Some(addr) => {
-            let api = Arc::new(Api::new(shared.clone(), scorecard, options.partitions));
+            if !addr.ip().is_loopback() && options.http_tokens.is_empty() {
+                anyhow::bail!(
+                    "--http {addr} would serve customer data to anyone: listen on 127.0.0.1, or set a token \
+                     (HEALTHSCORE__HTTP__TOKEN, as for `run`)"
+                );
+            }
+            let api = Arc::new(
+                Api::new(shared.clone(), scorecard, options.partitions).with_tokens(options.http_tokens.clone()),
+            );
             let server = BackgroundServer::start(addr, api)?;
             print(&format!(
                 "HTTP on http://{} (/metrics /healthz /readyz /customers?band=red /customers/{{id}} /scorecard)",

@@ -35,14 +35,51 @@ pub struct Api {
     pub scorecard: Arc<Scorecard>,
     /// Input partition count, to say which partition owns a customer.
     pub partitions: i32,
+    /// Bearer tokens the data endpoints accept; empty: they are open (the configuration only
+    /// allows that on loopback or with `http.allow_unauthenticated`).
+    tokens: Vec<Vec<u8>>,
 }
 
 impl Api {
     /// The API over a processor's shared state, with its metrics registry.
     pub fn new(shared: Arc<Shared>, scorecard: Arc<Scorecard>, partitions: i32) -> Api {
         let registry = super::metrics::registry(shared.clone(), scorecard.clone());
-        Api { shared, registry, scorecard, partitions }
+        Api { shared, registry, scorecard, partitions, tokens: Vec::new() }
     }
+
+    /// The same API with its data endpoints behind these bearer tokens (empty ones are ignored).
+    pub fn with_tokens(mut self, tokens: impl IntoIterator<Item = String>) -> Api {
+        self.tokens = tokens.into_iter().filter(|t| !t.is_empty()).map(String::into_bytes).collect();
+        self
+    }
+
+    /// Whether `header` (the `Authorization` value) carries one of the tokens. Every token is
+    /// compared, each in constant time, so the answer's timing says nothing about a token.
+    fn authorised(&self, header: Option<&[u8]>) -> bool {
+        if self.tokens.is_empty() {
+            return true;
+        }
+        let Some(given) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else { return false };
+        self.tokens.iter().fold(false, |ok, t| ok | bool::from(subtle::ConstantTimeEq::ct_eq(t.as_slice(), given)))
+    }
+}
+
+/// Lets a request to a data endpoint through only with a valid bearer token.
+async fn require_token(
+    State(api): State<Arc<Api>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if api.authorised(request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes())) {
+        return next.run(request).await;
+    }
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "this endpoint needs `Authorization: Bearer <token>` (http.token)")
+            .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"healthscore\""));
+    response
 }
 
 /// Customers listed when `limit` is not given, and the most one request may ask for.
@@ -51,13 +88,16 @@ pub const MAX_LIMIT: usize = 1000;
 
 /// Every route, ready to serve or to test with `tower::ServiceExt::oneshot`.
 pub fn router(api: Arc<Api>) -> Router {
+    let data = Router::new()
+        .route("/customers", get(list_customers))
+        .route("/customers/{id}", get(customer))
+        .route("/scorecard", get(scorecard))
+        .route_layer(axum::middleware::from_fn_with_state(api.clone(), require_token));
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/customers", get(list_customers))
-        .route("/customers/{id}", get(customer))
-        .route("/scorecard", get(scorecard))
+        .merge(data)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; try /metrics, /healthz, /readyz, /customers/{id}, /customers?band=red&limit=50, /scorecard")
         })

@@ -62,10 +62,18 @@ impl SnapshotStore for DirStore {
     fn save(&self, partition: i32, id: u64, bytes: &[u8]) -> anyhow::Result<()> {
         let dir = self.partition_dir(partition);
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = fs::set_permissions(&dir, fs::Permissions::from_mode(0o700));
+        }
         let tmp = dir.join(format!(".{}.tmp", file_name(id)));
         let path = dir.join(file_name(id));
         let written = (|| -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            // Owner-only (0600, directories 0700): a snapshot holds customer ids, MRR and NPS.
+            let mut f = {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?
+            };
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -115,6 +123,20 @@ mod tests {
         assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![9, 7]);
         assert_eq!(store.read(0, &listed[0]).unwrap(), 9u64.to_le_bytes());
         assert_eq!(store.list(1).unwrap().len(), 1);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn snapshot_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = std::env::temp_dir().join(format!("hs-dirstore-mode-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let store = DirStore::new(&root, 2).unwrap();
+        store.save(3, 1, b"customer data").unwrap();
+        let listed = store.list(3).unwrap();
+        let file = root.join("partition-00003").join(file_name(listed[0].id));
+        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::metadata(root.join("partition-00003")).unwrap().permissions().mode() & 0o777, 0o700);
         fs::remove_dir_all(&root).unwrap();
     }
 }
