@@ -147,6 +147,11 @@ enum Command {
         /// With --brokers: events per second (default: as fast as the brokers take them).
         #[arg(long, requires = "brokers")]
         rate: Option<f64>,
+        /// With --brokers: the service configuration whose connection settings
+        /// (`[kafka.client]`: TLS, SASL) and input topic names to use; --brokers overrides its
+        /// `kafka.brokers`.
+        #[arg(long, requires = "brokers", value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Replay history, observe every customer at regular dates and report how well the score
     /// predicted who churned: AUC, lift, churn rate per band, precision and recall, lead time,
@@ -436,18 +441,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// The service configuration checked in full: healthscore's own keys, then librdkafka's
+/// verdict on every pass-through property (built without connecting), so `check-config`
+/// refuses what `run` would.
+fn load_service_config(path: Option<&std::path::Path>) -> Result<Config> {
+    let config = Config::load(path, std::env::vars())?;
+    let issues = healthscore::pipeline::kafka::check_client_properties(&config);
+    if !issues.is_empty() {
+        let source_name = path.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string());
+        return Err(healthscore::pipeline::config::ConfigError { source_name, issues }.into());
+    }
+    Ok(config)
+}
+
 fn run(cli: Cli) -> Result<()> {
     if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
         init_logs(cli.log_format);
     }
     match cli.command {
         Command::Run { config } => {
-            let config = Config::load(config.as_deref(), std::env::vars())?;
+            let config = load_service_config(config.as_deref())?;
             let scorecard = Arc::new(load_scorecard(config.scorecard.as_ref())?);
             serve(Arc::new(config), scorecard)
         }
         Command::CheckConfig { config } => {
-            let config = Config::load(config.as_deref(), std::env::vars())?;
+            let config = load_service_config(config.as_deref())?;
             load_scorecard(config.scorecard.as_ref())?;
             print_out(&format!("# configuration is valid; effective settings:\n{}", config.to_toml()))
         }
@@ -594,6 +612,7 @@ fn run(cli: Cli) -> Result<()> {
             labels,
             brokers,
             rate,
+            config,
         } => {
             let end = healthscore::event::parse_date_or_datetime(&end)
                 .with_context(|| format!("--end {end:?} is not a date (YYYY-MM-DD) or RFC 3339 date-time"))?;
@@ -606,8 +625,13 @@ fn run(cli: Cli) -> Result<()> {
                 w.flush()?;
             }
             if let Some(brokers) = brokers {
-                let producer = healthscore::pipeline::send::input_producer(&brokers)?;
-                let topics = healthscore::pipeline::config::Topics::default();
+                let mut service = match &config {
+                    Some(path) => load_service_config(Some(path))?,
+                    None => Config::default(),
+                };
+                service.kafka.brokers = brokers.clone();
+                let producer = healthscore::pipeline::send::input_producer_for(&service)?;
+                let topics = service.kafka.topics.clone();
                 let (stop, sent) = (AtomicBool::new(false), AtomicU64::new(0));
                 let started = std::time::Instant::now();
                 let n = healthscore::pipeline::send::send_events(

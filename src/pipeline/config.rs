@@ -65,8 +65,8 @@ impl std::fmt::Debug for HttpConfig {
     }
 }
 
-/// What a secret prints as.
-pub const REDACTED: &str = "(redacted)";
+use super::secrets;
+pub use super::secrets::REDACTED;
 
 fn redacted<S: serde::Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match value {
@@ -100,7 +100,7 @@ impl HttpConfig {
 }
 
 /// Where to read and write, and how.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -127,11 +127,27 @@ pub struct KafkaConfig {
     /// Default: `<group_id>-<hostname>` (a StatefulSet pod name is both).
     pub transactional_id: Option<String>,
     pub topics: Topics,
+    /// librdkafka properties for every client healthscore makes (the pipeline's consumer and
+    /// producer, the `kafka` snapshot store, `generate --brokers`): the connection and its
+    /// security (`security.protocol`, `sasl.*`, `ssl.*`). Values may be `${env:NAME}` or
+    /// `${file:PATH}`; secret-looking keys are never printed (see [`secrets`]).
+    pub client: BTreeMap<String, String>,
     /// Extra librdkafka properties for the consumer (strings, passed through untouched; they
     /// override healthscore's defaults).
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka properties for the producer.
     pub producer: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// One of the librdkafka maps by its name in [`secrets::LIBRDKAFKA_MAPS`].
+    fn map_mut(&mut self, name: &str) -> &mut BTreeMap<String, String> {
+        match name {
+            "client" => &mut self.client,
+            "consumer" => &mut self.consumer,
+            _ => &mut self.producer,
+        }
+    }
 }
 
 impl Default for KafkaConfig {
@@ -145,9 +161,28 @@ impl Default for KafkaConfig {
             commit_when_idle: true,
             transactional_id: None,
             topics: Topics::default(),
+            client: BTreeMap::new(),
             consumer: BTreeMap::new(),
             producer: BTreeMap::new(),
         }
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("group_protocol", &self.group_protocol)
+            .field("processing_guarantee", &self.processing_guarantee)
+            .field("commit_interval_ms", &self.commit_interval_ms)
+            .field("commit_when_idle", &self.commit_when_idle)
+            .field("transactional_id", &self.transactional_id)
+            .field("topics", &self.topics)
+            .field("client", &secrets::RedactedMap(&self.client))
+            .field("consumer", &secrets::RedactedMap(&self.consumer))
+            .field("producer", &secrets::RedactedMap(&self.producer))
+            .finish()
     }
 }
 
@@ -315,14 +350,17 @@ impl Config {
         if let Some(text) = text {
             builder = builder.add_source(config::File::from_str(text, config::FileFormat::Toml));
         }
+        let all_env: BTreeMap<String, String> = env.into_iter().collect();
         let prefix = format!("{ENV_PREFIX}__");
-        let env: config::Map<String, String> = env.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+        let mut env: BTreeMap<String, String> =
+            all_env.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let librdkafka_overrides = secrets::take_librdkafka_overrides(ENV_PREFIX, &mut env);
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
                 .try_parsing(true)
-                .source(Some(env)),
+                .source(Some(env.into_iter().collect())),
         );
         let raw = builder.build().map_err(|e| fail("(file)", e.to_string()))?;
 
@@ -330,7 +368,11 @@ impl Config {
         let parsed: Result<Config, _> = serde_ignored::deserialize(raw, |path| unknown.push(path.to_string()));
         let mut issues: Vec<ConfigIssue> = unknown.into_iter().map(|k| ConfigIssue::new(k, "unknown key")).collect();
         match parsed {
-            Ok(config) => {
+            Ok(mut config) => {
+                for (map, key, value) in librdkafka_overrides {
+                    config.kafka.map_mut(map).insert(key, value);
+                }
+                issues.extend(config.resolve_references(&|name| all_env.get(name).cloned()));
                 issues.extend(config.validate());
                 if issues.is_empty() {
                     Ok(config)
@@ -343,6 +385,26 @@ impl Config {
                 Err(ConfigError { source_name, issues })
             }
         }
+    }
+
+    /// Replaces `${env:NAME}` and `${file:PATH}` in the librdkafka maps and `http.token`.
+    fn resolve_references(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        for map in secrets::LIBRDKAFKA_MAPS {
+            for (key, value) in self.kafka.map_mut(map).iter_mut() {
+                match secrets::resolve(value, env) {
+                    Ok(resolved) => *value = resolved,
+                    Err(e) => issues.push(ConfigIssue::new(format!("kafka.{map}.\"{key}\""), e)),
+                }
+            }
+        }
+        if let Some(token) = self.http.token.as_mut() {
+            match secrets::resolve(token, env) {
+                Ok(resolved) => *token = resolved,
+                Err(e) => issues.push(ConfigIssue::new("http.token", e)),
+            }
+        }
+        issues
     }
 
     /// Checks values that parse but make no sense; each problem with its key.
@@ -379,14 +441,27 @@ impl Config {
                 issues.push(ConfigIssue::new(*key, format!("`{name}` is also {other}; every topic must differ")));
             }
         }
-        for (section, props, owned) in
-            [("kafka.consumer", &k.consumer, CONSUMER_OWNED), ("kafka.producer", &k.producer, PRODUCER_OWNED)]
-        {
+        let both: Vec<&str> = CONSUMER_OWNED.iter().chain(PRODUCER_OWNED).copied().collect();
+        for (section, props, owned) in [
+            ("kafka.client", &k.client, &both[..]),
+            ("kafka.consumer", &k.consumer, CONSUMER_OWNED),
+            ("kafka.producer", &k.producer, PRODUCER_OWNED),
+        ] {
             for key in props.keys() {
                 if owned.contains(&key.as_str()) {
                     issues.push(ConfigIssue::new(
                         format!("{section}.\"{key}\""),
                         "is set by healthscore itself (see the README); use the dedicated setting",
+                    ));
+                } else if section != "kafka.client"
+                    && ["security.", "sasl.", "ssl."].iter().any(|p| key.starts_with(p))
+                    && !k.client.contains_key(key)
+                {
+                    // Set for one client only, the others (the snapshot store, the producer or
+                    // the consumer, generate) would connect without it and fail later.
+                    issues.push(ConfigIssue::new(
+                        format!("{section}.\"{key}\""),
+                        "is a connection setting: put it in [kafka.client], which every client uses",
                     ));
                 }
             }
@@ -462,8 +537,13 @@ impl Config {
     }
 
     /// The effective configuration as TOML, for `check-config`.
+    /// Secret-looking librdkafka properties and `http.token` print as [`REDACTED`].
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
+        let printed = toml::Value::try_from(self).and_then(|mut value| {
+            secrets::redact_toml(&mut value);
+            toml::to_string_pretty(&value)
+        });
+        printed.unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
 }
 

@@ -9,6 +9,8 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::config::{Config, GroupProtocol, Guarantee};
+use super::secrets;
+use crate::score::ConfigIssue;
 
 /// Schema version of the output events, sent as the `schema_version` header.
 pub const OUTPUT_SCHEMA_VERSION: &str = "1";
@@ -16,6 +18,59 @@ pub const OUTPUT_SCHEMA_VERSION: &str = "1";
 /// The fetch settings of [`consumer_config`] (why: see there), also given to the benchmark's
 /// counting consumers so that its ceiling does not go without them.
 pub const FETCH_SETTINGS: [(&str, &str); 2] = [("fetch.queue.backoff.ms", "10"), ("fetch.wait.max.ms", "50")];
+
+/// What every client healthscore makes starts from: `bootstrap.servers` and `kafka.client`
+/// (the connection and security settings: `security.protocol`, `sasl.*`, `ssl.*`). The
+/// pipeline's consumer and producer, the `kafka` snapshot store's clients and `generate
+/// --brokers` all build on it, so a setting made once reaches every connection.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.kafka.brokers);
+    for (key, value) in &config.kafka.client {
+        c.set(key, value);
+    }
+    c
+}
+
+/// Builds every client configuration healthscore would make from `config` without
+/// connecting, so that librdkafka itself judges each pass-through property (its name and its
+/// value) before anything starts: `check-config` and `run` report an unknown or malformed
+/// one with its key path, as they do for healthscore's own keys.
+pub fn check_client_properties(config: &Config) -> Vec<ConfigIssue> {
+    let k = &config.kafka;
+    let refused = |key: &str, e: KafkaError| {
+        let reason = match e {
+            // librdkafka quotes the value it refuses; a secret's stays out of the message.
+            KafkaError::ClientConfig(_, description, _, value) if secrets::is_secret_key(key) && !value.is_empty() => {
+                description.replace(&value, secrets::REDACTED)
+            }
+            KafkaError::ClientConfig(_, description, _, _) => description,
+            other => other.to_string(),
+        };
+        format!("librdkafka refuses it: {reason}")
+    };
+    // Each pass-through property alone first, so that every bad one is named at once.
+    let mut issues = Vec::new();
+    for (map, props) in [("client", &k.client), ("consumer", &k.consumer), ("producer", &k.producer)] {
+        for (key, value) in props {
+            if let Err(e) = ClientConfig::new().set(key, value).create_native_config() {
+                issues.push(ConfigIssue::new(format!("kafka.{map}.\"{key}\""), refused(key, e)));
+            }
+        }
+    }
+    if issues.is_empty() {
+        for (client, built) in [("consumer", consumer_config(config)), ("producer", producer_config(config))] {
+            if let Err(e) = built.create_native_config() {
+                let key = match &e {
+                    KafkaError::ClientConfig(_, _, key, _) => key.clone(),
+                    _ => String::new(),
+                };
+                issues.push(ConfigIssue::new(format!("kafka.{client}"), refused(&key, e)));
+            }
+        }
+    }
+    issues
+}
 
 /// The consumer's properties: healthscore's defaults, then the user's pass-through ones.
 ///
@@ -39,9 +94,8 @@ pub const FETCH_SETTINGS: [(&str, &str); 2] = [("fetch.queue.backoff.ms", "10"),
 ///   classic): partition *n* of every input topic lands on the same instance.
 pub fn consumer_config(config: &Config) -> ClientConfig {
     let k = &config.kafka;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.brokers)
-        .set("group.id", &k.group_id)
+    let mut c = client_config(config);
+    c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
@@ -75,9 +129,8 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
 /// transaction can hold back read_committed consumers and the next owner's restore.
 pub fn producer_config(config: &Config) -> ClientConfig {
     let k = &config.kafka;
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &k.brokers)
-        .set("enable.idempotence", "true")
+    let mut c = client_config(config);
+    c.set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("compression.type", "lz4");

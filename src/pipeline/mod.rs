@@ -3,6 +3,7 @@
 //! - [`config`]: the service configuration, loaded and checked in full at start-up.
 //! - [`task`]: one partition's input buffers, merged in event-time order, and its engine (no Kafka).
 //! - [`kafka`]: client properties and start-up topic checks.
+//! - [`secrets`]: secrets from the environment or files, and never printed.
 //! - [`processor`]: the consume → process → produce → commit loop, rebalances and recovery.
 //! - [`acks`]: at-least-once commits that wait for their outputs' acknowledgments without blocking.
 //! - [`send`]: producing event histories to the input topics (`generate --brokers`, the demo).
@@ -17,6 +18,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod processor;
+pub mod secrets;
 pub mod send;
 pub mod task;
 

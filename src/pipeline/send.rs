@@ -10,10 +10,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 
-use super::config::Topics;
+use super::config::{Config, Topics};
 use crate::generate::GeneratedEvent;
 
-/// A producer for input events.
+/// A producer for input events to `brokers`, with no other connection settings.
 pub fn input_producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
     input_producer_config(brokers).create().context("cannot create the input producer")
 }
@@ -21,8 +21,18 @@ pub fn input_producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultP
 /// The input producer's settings, for callers that change one (`bench-kafka`'s live load).
 pub fn input_producer_config(brokers: &str) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("partitioner", "murmur2_random")
+    c.set("bootstrap.servers", brokers);
+    with_input_settings(c)
+}
+
+/// A producer for input events with the service's connection settings (`kafka.brokers`,
+/// `kafka.client`: TLS, SASL), as `generate --brokers --config` uses it.
+pub fn input_producer_for(config: &Config) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+    with_input_settings(super::kafka::client_config(config)).create().context("cannot create the input producer")
+}
+
+fn with_input_settings(mut c: ClientConfig) -> ClientConfig {
+    c.set("partitioner", "murmur2_random")
         .set("linger.ms", "10")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "1000000")

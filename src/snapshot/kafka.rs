@@ -69,13 +69,8 @@ impl KafkaStore {
     /// Connects and makes sure the state topic exists.
     pub fn new(config: &Config) -> anyhow::Result<KafkaStore> {
         let topic = config.snapshot.topic.clone();
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", &config.kafka.brokers);
-        for (k, v) in &config.kafka.consumer {
-            if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
-                client.set(k, v);
-            }
-        }
+        // The connection and security settings every client of the pipeline uses.
+        let client = crate::pipeline::kafka::client_config(config);
         let producer: ThreadedProducer<Deliveries> = client
             .clone()
             .set("enable.idempotence", "true")
