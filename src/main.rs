@@ -250,7 +250,7 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         // The HTTP endpoints share this runtime; they stop with the service.
         tracing::info!(%addr, "HTTP endpoints: /metrics /healthz /readyz /customers /scorecard");
         let tokens = config.http.tokens().map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?;
-        if tokens.is_empty() && !addr.ip().is_loopback() {
+        if healthscore::pipeline::config::serves_data_to_anyone(addr, &tokens) {
             tracing::warn!(%addr, "http.allow_unauthenticated: the query API serves customer data without a token");
         }
         let api =
@@ -448,8 +448,9 @@ fn load_service_config(path: Option<&std::path::Path>) -> Result<Config> {
     let config = Config::load(path, std::env::vars())?;
     let issues = healthscore::pipeline::kafka::check_client_properties(&config);
     if !issues.is_empty() {
-        let source_name = path.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string());
-        return Err(healthscore::pipeline::config::ConfigError { source_name, issues }.into());
+        return Err(
+            healthscore::pipeline::config::ConfigError { source_name: Config::source_name(path), issues }.into()
+        );
     }
     Ok(config)
 }

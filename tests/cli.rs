@@ -20,6 +20,19 @@ fn check_config(file: &std::path::Path, env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `check-config` on `toml` (written to a scratch file), with no environment: it must refuse
+/// it; returns what it printed on standard error.
+fn refused(name: &str, toml: &str) -> String {
+    let dir = scratch(name);
+    let file = dir.join("service.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out = check_config(&file, &[]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 #[test]
 fn check_config_takes_secrets_from_the_environment_and_files_and_never_prints_them() {
     let dir = scratch("secrets");
@@ -72,10 +85,8 @@ fn check_config_takes_secrets_from_the_environment_and_files_and_never_prints_th
 
 #[test]
 fn check_config_refuses_what_librdkafka_would_refuse_at_start_naming_every_key() {
-    let dir = scratch("unknown");
-    let file = dir.join("service.toml");
-    std::fs::write(
-        &file,
+    let stderr = refused(
+        "unknown",
         r#"
 [kafka.consumer]
 "no.such.property" = "1"
@@ -84,11 +95,7 @@ compression_type = "lz4"
 [kafka.producer]
 "linger.ms" = "soon"
 "#,
-    )
-    .unwrap();
-    let out = check_config(&file, &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    );
     for key in [
         r#"kafka.consumer."no.such.property""#,
         r#"kafka.consumer."compression_type""#,
@@ -96,15 +103,12 @@ compression_type = "lz4"
     ] {
         assert!(stderr.contains(key), "{key} not named:\n{stderr}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_missing_secret_and_a_connection_setting_for_one_client_only_are_named() {
-    let dir = scratch("missing");
-    let file = dir.join("service.toml");
-    std::fs::write(
-        &file,
+    let stderr = refused(
+        "missing",
         r#"
 [kafka.client]
 "sasl.password" = "${env:NOT_SET_ANYWHERE}"
@@ -112,12 +116,7 @@ fn a_missing_secret_and_a_connection_setting_for_one_client_only_are_named() {
 [kafka.consumer]
 "security.protocol" = "SSL"
 "#,
-    )
-    .unwrap();
-    let out = check_config(&file, &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    );
     assert!(stderr.contains(r#"kafka.client."sasl.password""#) && stderr.contains("NOT_SET_ANYWHERE"), "{stderr}");
     assert!(stderr.contains(r#"kafka.consumer."security.protocol""#) && stderr.contains("[kafka.client]"), "{stderr}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -324,7 +324,7 @@ impl Config {
     /// Loads `file` (if given) with environment overrides from `env` (name, value) pairs, and
     /// checks it. Pass `std::env::vars()` in the binary; tests pass their own.
     pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let source_name = file.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string());
+        let source_name = Config::source_name(file);
         let text = match file {
             Some(path) => Some(std::fs::read_to_string(path).map_err(|e| ConfigError {
                 source_name: source_name.clone(),
@@ -333,6 +333,11 @@ impl Config {
             None => None,
         };
         Config::load_str(text.as_deref(), &source_name, env)
+    }
+
+    /// What errors call the configuration loaded from `file`.
+    pub fn source_name(file: Option<&Path>) -> String {
+        file.map_or_else(|| "(defaults)".to_string(), |p| p.display().to_string())
     }
 
     /// [`Config::load`] of a file's text (`None`: defaults only), named `source_name` in errors.
@@ -480,16 +485,15 @@ impl Config {
                 }
                 match self.http.tokens() {
                     Err(e) => issues.push(ConfigIssue::new("http.token_file", e)),
-                    Ok(tokens) if tokens.is_empty() && !addr.ip().is_loopback() && !self.http.allow_unauthenticated => {
-                        issues.push(ConfigIssue::new(
+                    Ok(tokens) if serves_data_to_anyone(addr, &tokens) && !self.http.allow_unauthenticated => issues
+                        .push(ConfigIssue::new(
                             "http.token",
                             format!(
                                 "the query API would serve customer data on {addr} to anyone: set http.token or \
                                  http.token_file (HEALTHSCORE__HTTP__TOKEN), listen on 127.0.0.1, or set \
                                  http.allow_unauthenticated = true"
                             ),
-                        ))
-                    }
+                        )),
                     Ok(_) => {}
                 }
             }
@@ -545,6 +549,12 @@ impl Config {
         });
         printed.unwrap_or_else(|e| format!("# cannot print configuration: {e}\n"))
     }
+}
+
+/// Whether a query API on `addr` with these tokens answers anyone who reaches it: no token,
+/// beyond loopback. `run` refuses it unless `http.allow_unauthenticated`; the demo refuses it.
+pub fn serves_data_to_anyone(addr: std::net::SocketAddr, tokens: &[String]) -> bool {
+    tokens.is_empty() && !addr.ip().is_loopback()
 }
 
 /// The shortest bearer token accepted: a short one can be guessed.

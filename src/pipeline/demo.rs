@@ -76,7 +76,7 @@ pub fn run_demo(
     // Dropped when the demo returns, which stops it.
     let _server = match options.http {
         Some(addr) => {
-            if !addr.ip().is_loopback() && options.http_tokens.is_empty() {
+            if super::config::serves_data_to_anyone(addr, &options.http_tokens) {
                 anyhow::bail!(
                     "--http {addr} would serve customer data to anyone: listen on 127.0.0.1, or set a token \
                      (HEALTHSCORE__HTTP__TOKEN, as for `run`)"
