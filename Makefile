@@ -46,7 +46,7 @@ endef
 
 ## The Kafka tests on a real broker (see with_broker).
 test-kafka:
-	$(call with_broker,$(CARGO) test --release --locked --test kafka -- --ignored --test-threads=1)
+	$(call with_broker,$(CARGO) test --release --locked --test kafka --test kafka_security -- --ignored --test-threads=1)
 
 ## healthscore draining >= 5 M events from a real broker vs a consumer that only counts.
 bench-kafka:

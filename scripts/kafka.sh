@@ -6,6 +6,7 @@
 #   scripts/kafka.sh topics NAME:PARTITIONS[:compact]...   create topics (manual use; tests use rdkafka's admin client)
 #   scripts/kafka.sh status              say whether it runs and where (exit 0 running, 1 not running)
 #   scripts/kafka.sh restart             stop it cleanly and start it again on the same state
+#   scripts/kafka.sh secure              print the path of a client properties file for its SASL_SSL listener
 #
 # `up` prints exactly one line on stdout, the bootstrap address; every other message goes to stderr, so
 #   export KAFKA_BROKERS="$(scripts/kafka.sh up)"
@@ -20,12 +21,17 @@ readonly POM="$SCRIPT_DIR/kafka/pom.xml"
 readonly CACHE_DIR="${HEALTHSCORE_KAFKA_CACHE:-$HOME/.cache/healthscore/kafka-$KAFKA_VERSION}"
 readonly PORT="${KAFKA_PORT:-19092}"
 readonly CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+# A second listener with TLS and SASL/SCRAM-SHA-512, for the tests of the clients' security settings.
+readonly SASL_PORT="${KAFKA_SASL_PORT:-19094}"
 readonly HOST=127.0.0.1
 readonly BOOTSTRAP="$HOST:$PORT"
 readonly STATE_DIR="${KAFKA_STATE_DIR:-${TMPDIR:-/tmp}/healthscore-kafka-$(id -u)-$PORT}"
 readonly PID_FILE="$STATE_DIR/kafka.pid"
 readonly BROKER_LOG="$STATE_DIR/broker.log"
 readonly MARKER="$STATE_DIR/.healthscore-kafka"
+readonly TLS_DIR="$STATE_DIR/tls"
+readonly SECURE_CLIENT="$TLS_DIR/client.properties"
+readonly SCRAM_USER=healthscore
 readonly READY_TIMEOUT_S=60
 readonly STOP_TIMEOUT_S=20
 JAVA="${JAVA:-${JAVA_HOME:+$JAVA_HOME/bin/}java}"
@@ -35,7 +41,7 @@ log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 usage() {
-    sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
@@ -133,18 +139,57 @@ new_cluster_id() {
     echo "$id"
 }
 
+# A throw-away CA and a broker certificate for 127.0.0.1/localhost signed by it (TLS_DIR), a random
+# SCRAM password, and the client properties file `secure` prints (librdkafka property names).
+make_tls() {
+    command -v openssl >/dev/null 2>&1 || die "openssl not found (needed for the SASL_SSL listener's certificates)"
+    mkdir -p "$TLS_DIR"
+    chmod 700 "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+            -subj "/CN=healthscore test CA" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr -subj "/CN=localhost" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out broker.pem -days 2 \
+            -extfile broker.ext 2>/dev/null
+        # Kafka's PEM keystore: the PKCS#8 key (unencrypted) and the certificate chain in one file.
+        openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.p8
+        cat broker.p8 broker.pem ca.pem >broker-keystore.pem
+        rm -f broker.csr broker.ext ca.srl broker.p8
+    ) || die "making the test certificates in $TLS_DIR failed"
+    SCRAM_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')"
+    cat >"$SECURE_CLIENT" <<EOF
+# librdkafka properties for the SASL_SSL listener of the broker scripts/kafka.sh started (test use only).
+bootstrap.servers=$HOST:$SASL_PORT
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.username=$SCRAM_USER
+sasl.password=$SCRAM_PASSWORD
+ssl.ca.location=$TLS_DIR/ca.pem
+EOF
+    chmod 600 "$SECURE_CLIENT"
+}
+
 write_config() {
     cat >"$STATE_DIR/server.properties" <<EOF
 # Single-node KRaft broker + controller written by scripts/kafka.sh (healthscore). Loopback only.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT,SASL_SSL://$HOST:$SASL_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT,SASL_SSL://$HOST:$SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$STATE_DIR/data
+
+# The SASL_SSL listener: a throw-away CA's certificate (make_tls), SCRAM-SHA-512 credentials
+# stored at format time (StorageTool --add-scram). No authorizer: authenticated clients may do anything.
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$TLS_DIR/broker-keystore.pem
 
 # One node: replication factor 1 and min ISR 1 everywhere, including every internal topic.
 default.replication.factor=1
@@ -221,7 +266,9 @@ stop_pid() {
 cmd_up() {
     check_port_number KAFKA_PORT "$PORT"
     check_port_number KAFKA_CONTROLLER_PORT "$CONTROLLER_PORT"
-    [[ "$PORT" != "$CONTROLLER_PORT" ]] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ"
+    check_port_number KAFKA_SASL_PORT "$SASL_PORT"
+    [[ "$PORT" != "$CONTROLLER_PORT" && "$SASL_PORT" != "$PORT" && "$SASL_PORT" != "$CONTROLLER_PORT" ]] ||
+        die "KAFKA_PORT, KAFKA_CONTROLLER_PORT and KAFKA_SASL_PORT must differ"
 
     local pid
     pid="$(running_pid)"
@@ -231,7 +278,7 @@ cmd_up() {
         return 0
     fi
     local p
-    for p in "$PORT" "$CONTROLLER_PORT"; do
+    for p in "$PORT" "$CONTROLLER_PORT" "$SASL_PORT"; do
         if port_open "$p"; then
             die "port $HOST:$p is already in use by another process; free it or choose other ports with KAFKA_PORT / KAFKA_CONTROLLER_PORT"
         fi
@@ -250,12 +297,13 @@ cmd_up() {
     fi
     mkdir -p "$STATE_DIR"
     touch "$MARKER"
+    make_tls
     write_config
 
     local started=$SECONDS cluster_id
     cluster_id="$(new_cluster_id)"
     if ! run_tool kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$STATE_DIR/server.properties" \
-        >"$STATE_DIR/format.log" 2>&1; then
+        --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" >"$STATE_DIR/format.log" 2>&1; then
         cat "$STATE_DIR/format.log" >&2
         die "formatting the storage in $STATE_DIR failed"
     fi
@@ -355,12 +403,19 @@ cmd_topics() {
     done
 }
 
+# Prints the client properties file for the SASL_SSL listener (bootstrap, SCRAM credentials, CA).
+cmd_secure() {
+    [[ -n "$(running_pid)" ]] || die "no broker started by this script is running for $BOOTSTRAP"
+    [[ -f "$SECURE_CLIENT" ]] || die "$SECURE_CLIENT is missing: the broker was started by an older scripts/kafka.sh; stop it (down) and start it again (up)"
+    echo "$SECURE_CLIENT"
+}
+
 cmd_status() {
     local pid
     pid="$(running_pid)"
     if [[ -n "$pid" ]]; then
         if port_open "$PORT"; then
-            echo "running: pid $pid, bootstrap $BOOTSTRAP, controller $HOST:$CONTROLLER_PORT, state $STATE_DIR, log $BROKER_LOG"
+            echo "running: pid $pid, bootstrap $BOOTSTRAP, SASL_SSL $HOST:$SASL_PORT, controller $HOST:$CONTROLLER_PORT, state $STATE_DIR, log $BROKER_LOG"
         else
             echo "starting or stuck: pid $pid runs but $BOOTSTRAP does not accept connections; log $BROKER_LOG"
         fi
@@ -382,6 +437,7 @@ main() {
     topics) cmd_topics "$@" ;;
     status) cmd_status ;;
     restart) cmd_restart ;;
+    secure) cmd_secure ;;
     -h | --help | help) usage ;;
     *) log "unknown command '$cmd'"; usage ;;
     esac

@@ -1,10 +1,13 @@
 //! Kafka clients as healthscore configures them, and the start-up checks of the topics.
 
 use std::ffi::CString;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -143,10 +146,76 @@ pub fn producer_config(config: &Config) -> ClientConfig {
     c
 }
 
+/// What a connection probe heard from librdkafka: the first refusal that retrying cannot
+/// mend (a login refused, a TLS handshake failed), with its reason text.
+#[derive(Default)]
+struct Probe(Mutex<Option<(RDKafkaErrorCode, String)>>);
+
+impl ClientContext for Probe {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(code @ (RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SSL)) = error.rdkafka_error_code() {
+            self.0.lock().unwrap().get_or_insert((code, reason.to_string()));
+        }
+    }
+
+    /// Quiet: what matters comes back as the start-up error.
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {}
+}
+
+impl ConsumerContext for Probe {}
+
+/// Connects once with the service's connection settings (`kafka.brokers`, `[kafka.client]`)
+/// and stops the start as soon as the brokers refuse the login or the TLS handshake fails,
+/// with librdkafka's reason and the settings to look at. Without it, the consumer retries
+/// such a refusal every few milliseconds and the start ends after 10 s with "broker transport
+/// failure", the reason only in the log. Other trouble (brokers not up yet) is left to the
+/// metadata request of [`check_topics`].
+pub fn check_connection(config: &Config) -> anyhow::Result<()> {
+    let probe: BaseConsumer<Probe> =
+        client_config(config).create_with_context(Probe::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let brokers = &config.kafka.brokers;
+    while Instant::now() < deadline {
+        if probe.fetch_metadata(Some(&config.kafka.topics.usage), Duration::from_millis(250)).is_ok() {
+            return Ok(());
+        }
+        // Errors reach the context only when the client's queue is served.
+        let _ = probe.poll(Duration::ZERO);
+        if let Some((code, reason)) = probe.context().0.lock().unwrap().take() {
+            let reason = without_secrets(reason, config);
+            match code {
+                RDKafkaErrorCode::Authentication => anyhow::bail!(
+                    "Kafka at {brokers} refused the login: {reason}. Check [kafka.client]'s sasl.mechanism, \
+                     sasl.username and sasl.password"
+                ),
+                _ => anyhow::bail!(
+                    "TLS with Kafka at {brokers} failed: {reason}. Check [kafka.client]'s security.protocol and \
+                     ssl.ca.location (the CA that signed the brokers' certificates)"
+                ),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `text` with the value of every secret-looking librdkafka property cut out (librdkafka's
+/// messages are not meant to quote them, but an error message must never be where one leaks).
+fn without_secrets(mut text: String, config: &Config) -> String {
+    let k = &config.kafka;
+    for (key, value) in k.client.iter().chain(&k.consumer).chain(&k.producer) {
+        if secrets::is_secret_key(key) && !value.is_empty() {
+            text = text.replace(value.as_str(), secrets::REDACTED);
+        }
+    }
+    text
+}
+
 /// Checks that the input topics exist and are co-partitioned and that the output topics exist;
 /// returns the input partition count. The engine keeps one state per partition number, which
 /// is only right if a customer's events land on the same partition number in all three topics.
+/// First [`check_connection`], so a refused login or certificate is named at once.
 pub fn check_topics<C: ConsumerContext>(consumer: &BaseConsumer<C>, config: &Config) -> anyhow::Result<i32> {
+    check_connection(config)?;
     let metadata = consumer
         .fetch_metadata(None, Duration::from_secs(10))
         .map_err(|e| anyhow::anyhow!("cannot read topic metadata from {}: {e}", config.kafka.brokers))?;
