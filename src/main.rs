@@ -241,6 +241,11 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on http.listen {addr}"))?;
+        let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+            (Some(cert), Some(key)) => Some(healthscore::pipeline::tls::Tls::load(cert, key).await?),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let processor = tokio::task::spawn_blocking({
             let (config, scorecard, stats) = (config.clone(), scorecard.clone(), stats.clone());
             move || Processor::new(config, scorecard, stats)
@@ -248,7 +253,7 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         .await
         .context("processor start panicked")??;
         // The HTTP endpoints share this runtime; they stop with the service.
-        tracing::info!(%addr, "HTTP endpoints: /metrics /healthz /readyz /customers /scorecard");
+        tracing::info!(%addr, scheme, "HTTP endpoints: /metrics /healthz /readyz /customers /scorecard");
         let tokens = config.http.tokens().map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?;
         if healthscore::pipeline::config::serves_data_to_anyone(addr, &tokens) {
             tracing::warn!(%addr, "http.allow_unauthenticated: the query API serves customer data without a token");
@@ -256,7 +261,7 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         let api =
             Arc::new(Api::new(processor.shared.clone(), scorecard.clone(), processor.partitions()).with_tokens(tokens));
         let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let http = tokio::spawn(http::serve(listener, http::router(api), async {
+        let http = tokio::spawn(http::serve(listener, http::router(api), tls, async {
             let _ = http_stopped.await;
         }));
         let worker = std::thread::Builder::new().name("processor".into()).spawn({

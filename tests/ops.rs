@@ -361,3 +361,90 @@ async fn the_query_api_over_a_socket_needs_the_token() {
     assert!(no.starts_with("HTTP/1.1 401"), "{no}");
     assert!(yes.starts_with("HTTP/1.1 200"), "{yes}");
 }
+
+/// A self-signed certificate for 127.0.0.1 made with the openssl tool: (certificate, key).
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl tool (Debian: openssl) makes the test certificate");
+    assert!(status.success());
+    (cert, key)
+}
+
+/// `curl` trusting `ca` for `url`: the HTTP status, or `None` when no answer came (a refused
+/// handshake, an untrusted certificate).
+fn curl(ca: &Path, url: &str, token: Option<&str>) -> Option<u16> {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "--cacert"]).arg(ca).arg(url);
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    let out = cmd.output().expect("curl (Debian: curl) is the test's HTTPS client");
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|code| *code != 0)
+}
+
+/// With `http.tls_cert`/`tls_key` the endpoints speak HTTPS only, the token rule still holds,
+/// and a certificate replaced on disk is served without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn https_serves_the_query_api_with_the_token_and_picks_up_a_renewed_certificate() {
+    use healthscore::pipeline::http::{Api, BackgroundServer};
+    use healthscore::pipeline::tls::Tls;
+
+    let dir = std::env::temp_dir().join(format!("healthscore-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (first, first_key) = self_signed(&dir, "first");
+    let (renewed, renewed_key) = self_signed(&dir, "renewed");
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::copy(&first, &cert).unwrap();
+    std::fs::copy(&first_key, &key).unwrap();
+
+    let (_mock, processor, scorecard) = starting_processor().await;
+    let token = "tls-token-0123456789";
+    let api = Api::new(processor.shared.clone(), scorecard, processor.partitions()).with_tokens([token.to_string()]);
+    let tls = Tls::load(&cert, &key).await.unwrap().checked_every(Duration::from_millis(100));
+    let server = tokio::task::spawn_blocking(move || {
+        BackgroundServer::start_with("127.0.0.1:0".parse().unwrap(), Arc::new(api), Some(tls))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let port = server.addr.port();
+    let url = format!("https://127.0.0.1:{port}/scorecard");
+    let (first2, renewed2, url2, dir2) = (first.clone(), renewed.clone(), url.clone(), dir.clone());
+    let answers = tokio::task::spawn_blocking(move || {
+        let before = (
+            curl(&first2, &url2, Some(token)),
+            curl(&first2, &url2, None),
+            curl(&first2, &format!("http://127.0.0.1:{port}/scorecard"), Some(token)),
+            curl(&renewed2, &url2, Some(token)),
+        );
+        // The renewal: both files replaced, as cert-manager does.
+        std::fs::copy(&renewed2, dir2.join("tls.crt")).unwrap();
+        std::fs::copy(&renewed_key, dir2.join("tls.key")).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut after = curl(&renewed2, &url2, Some(token));
+        while after != Some(200) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            after = curl(&renewed2, &url2, Some(token));
+        }
+        drop(server);
+        (before, after)
+    })
+    .await
+    .unwrap();
+    let ((with_token, without, plain, other_ca), after) = answers;
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(with_token, Some(200), "HTTPS with the token");
+    assert_eq!(without, Some(401), "HTTPS still needs the token");
+    assert_ne!(plain, Some(200), "no data over plain HTTP on the HTTPS port");
+    assert_eq!(other_ca, None, "a client that trusts another certificate gets no answer");
+    assert_eq!(after, Some(200), "the renewed certificate is served without a restart");
+}

@@ -46,11 +46,24 @@ pub struct HttpConfig {
     /// Serve the data endpoints beyond loopback without a token (logged as a warning at every
     /// start). Off by default: the service refuses to start that way.
     pub allow_unauthenticated: bool,
+    /// Serve HTTPS (rustls) with this PEM certificate chain, e.g. a cert-manager Secret; set
+    /// together with `tls_key`. Re-read when the file changes, so a renewed certificate is
+    /// served without a restart.
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:9898".into(), token: None, token_file: None, allow_unauthenticated: false }
+        HttpConfig {
+            listen: "127.0.0.1:9898".into(),
+            token: None,
+            token_file: None,
+            allow_unauthenticated: false,
+            tls_cert: None,
+            tls_key: None,
+        }
     }
 }
 
@@ -61,6 +74,8 @@ impl std::fmt::Debug for HttpConfig {
             .field("token", &self.token.as_ref().map(|_| REDACTED))
             .field("token_file", &self.token_file)
             .field("allow_unauthenticated", &self.allow_unauthenticated)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
             .finish()
     }
 }
@@ -483,6 +498,23 @@ impl Config {
                         format!("must be at least {MIN_TOKEN_LEN} characters (e.g. `openssl rand -hex 32`)"),
                     ));
                 }
+                match (&self.http.tls_cert, &self.http.tls_key) {
+                    (Some(_), None) => {
+                        issues.push(ConfigIssue::new("http.tls_key", "missing: http.tls_cert needs its key"))
+                    }
+                    (None, Some(_)) => {
+                        issues.push(ConfigIssue::new("http.tls_cert", "missing: http.tls_key needs its certificate"))
+                    }
+                    _ => {}
+                }
+                for (key, path) in [("http.tls_cert", &self.http.tls_cert), ("http.tls_key", &self.http.tls_key)] {
+                    if let Some(Err(e)) = path.as_ref().map(std::fs::File::open) {
+                        issues.push(ConfigIssue::new(
+                            key,
+                            format!("cannot read {}: {e}", path.as_ref().unwrap().display()),
+                        ));
+                    }
+                }
                 match self.http.tokens() {
                     Err(e) => issues.push(ConfigIssue::new("http.token_file", e)),
                     Ok(tokens) if serves_data_to_anyone(addr, &tokens) && !self.http.allow_unauthenticated => issues
@@ -665,6 +697,17 @@ mod http_tests {
 
     fn load(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::load_str(Some(toml), "test.toml", env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn a_tls_certificate_needs_its_key_and_both_must_be_readable() {
+        let e = load("[http]\ntls_cert = \"/etc/hostname\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("http.tls_key: missing"), "{e}");
+        let e = load("[http]\ntls_key = \"/etc/hostname\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("http.tls_cert: missing"), "{e}");
+        let e =
+            load("[http]\ntls_cert = \"/no/such.crt\"\ntls_key = \"/etc/hostname\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("http.tls_cert: cannot read /no/such.crt"), "{e}");
     }
 
     #[test]

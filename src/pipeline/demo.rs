@@ -144,7 +144,7 @@ pub fn run_demo(
             summary.dead_letters,
         ));
         for alert in shared.take_recent_alerts() {
-            print(&format!("        alert  {alert}"));
+            print(&format!("        alert  {}", terminal_safe(&alert)));
         }
         if options.duration.is_some_and(|d| started.elapsed() >= d) {
             break;
@@ -156,6 +156,21 @@ pub fn run_demo(
     // The customers as last seen (leaving the group released them); the counters as final.
     let last = summarise(&shared, sent.load(Relaxed));
     Ok(DemoSummary { customers: latest.customers, bands: latest.bands, ..last })
+}
+
+/// `text` with every control character (escape sequences, carriage returns, bells) written as
+/// `\u{..}`: a customer id or a feature name comes from the input, and raw it could move the
+/// cursor, recolour or clear the operator's terminal.
+pub fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn summarise(shared: &Shared, sent: u64) -> DemoSummary {
@@ -198,4 +213,14 @@ pub(crate) fn on_mock_cluster(
         mock.create_topic(topic, partitions, 1).map_err(|e| anyhow!("cannot create topic {topic}: {e}"))?;
     }
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_customer_id_with_terminal_escape_sequences_is_printed_escaped() {
+        let shown = super::terminal_safe("alert cus_1\u{1b}[2J\u{1b}]0;owned\u{7}\r x ünï");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(shown, "alert cus_1\\u{1b}[2J\\u{1b}]0;owned\\u{7}\\u{d} x ünï");
+    }
 }

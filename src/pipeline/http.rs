@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::processor::Shared;
+use super::tls::Tls;
 use crate::engine::{Explanation, Standing};
 use crate::partition::kafka_partition;
 use crate::score::{Band, Scorecard};
@@ -104,13 +105,29 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` until `shutdown` completes: plain HTTP, or HTTPS with `tls`
+/// (whose files are then watched for a renewed certificate). A client's TLS handshake runs on
+/// its own task, so a slow or broken one holds up nobody else.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let Some(tls) = tls else {
+        return axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    };
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener.into_std()?, tls.config.clone())?.handle(handle.clone());
+    let reload = tokio::spawn(tls.reload_on_change());
+    let stopper = tokio::spawn(async move {
+        shutdown.await;
+        handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    let served = server.serve(router.into_make_service()).await;
+    reload.abort();
+    stopper.abort();
+    served
 }
 
 /// A server on a thread of its own (for the synchronous demo): stops when dropped.
@@ -123,6 +140,11 @@ pub struct BackgroundServer {
 impl BackgroundServer {
     /// Binds `addr` (port 0: any free port; the bound one is in `addr`) and serves `api`.
     pub fn start(addr: SocketAddr, api: Arc<Api>) -> anyhow::Result<BackgroundServer> {
+        BackgroundServer::start_with(addr, api, None)
+    }
+
+    /// [`BackgroundServer::start`], over HTTPS with `tls`.
+    pub fn start_with(addr: SocketAddr, api: Arc<Api>, tls: Option<Tls>) -> anyhow::Result<BackgroundServer> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -136,7 +158,7 @@ impl BackgroundServer {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = runtime.block_on(serve(listener, router(api), shutdown)) {
+            if let Err(e) = runtime.block_on(serve(listener, router(api), tls, shutdown)) {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         })?;

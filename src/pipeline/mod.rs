@@ -21,6 +21,7 @@ pub mod processor;
 pub mod secrets;
 pub mod send;
 pub mod task;
+pub mod tls;
 
 pub use self::config::Config;
 pub use self::processor::{Processor, Stats};
