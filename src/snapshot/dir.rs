@@ -23,12 +23,34 @@ pub struct DirStore {
 
 impl DirStore {
     /// A store under `root` (created if missing) that keeps the newest `keep` snapshots of each
-    /// partition.
+    /// partition. Temporary files a crash left mid-write are removed: they hold customer data
+    /// like the snapshots and would otherwise stay for good.
     pub fn new(root: impl Into<PathBuf>, keep: usize) -> anyhow::Result<DirStore> {
         let root = root.into();
         fs::create_dir_all(&root)
             .with_context(|| format!("cannot create the snapshot directory {}", root.display()))?;
-        Ok(DirStore { root, keep: keep.max(1) })
+        let store = DirStore { root, keep: keep.max(1) };
+        let removed = store.remove_stale_temporaries();
+        if removed > 0 {
+            tracing::info!(removed, dir = %store.root.display(), "removed temporary snapshot files a crash left");
+        }
+        Ok(store)
+    }
+
+    /// Removes `partition-*/.*.tmp` (see [`DirStore::save`]); returns how many.
+    fn remove_stale_temporaries(&self) -> usize {
+        let mut removed = 0;
+        let partitions = fs::read_dir(&self.root).into_iter().flatten().flatten();
+        for dir in partitions.filter(|e| e.file_name().to_string_lossy().starts_with("partition-")) {
+            for file in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                let name = file.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".tmp") && fs::remove_file(file.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     fn partition_dir(&self, partition: i32) -> PathBuf {
@@ -118,11 +140,16 @@ mod tests {
         }
         store.save(1, 1, b"other partition").unwrap();
         // A torn write leaves only a temporary file, which is not listed.
-        fs::write(root.join("partition-00000/.00000000000000000010.snap.tmp"), b"torn").unwrap();
+        let torn = root.join("partition-00000/.00000000000000000010.snap.tmp");
+        fs::write(&torn, b"torn").unwrap();
         let listed = store.list(0).unwrap();
         assert_eq!(listed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![9, 7]);
         assert_eq!(store.read(0, &listed[0]).unwrap(), 9u64.to_le_bytes());
         assert_eq!(store.list(1).unwrap().len(), 1);
+        // The next start removes it, and nothing else.
+        let reopened = DirStore::new(&root, 2).unwrap();
+        assert!(!torn.exists(), "a crash's temporary file is removed at start");
+        assert_eq!(reopened.list(0).unwrap().iter().map(|s| s.id).collect::<Vec<_>>(), vec![9, 7]);
         fs::remove_dir_all(&root).unwrap();
     }
 
