@@ -3,7 +3,8 @@
 #
 #   scripts/eval.sh [SCORECARD]      (default: the built-in scorecard)
 #
-# Two rows per history, each a held-out AUC of risk = -score (fitted on nothing it is judged on):
+# Rows per history: held-out AUCs of risk = -score (fitted on nothing it is judged on), and the
+# risk alerts' volume, lift and recall (scripts/alert_eval.py):
 #   (a) the scorecard out of the box;
 #   (b) `calibrate` (learned curves, weights and bands) on the fit period, then that scorecard.
 # socialnet7 (../shared/eval/socialnet7, ChurnSim; converted once into target/eval): `replay`,
@@ -28,6 +29,10 @@ sn7_score() { # $1: output file -> "held-out=0.xxx tracked (green .., yellow ..,
     echo "$auc $bands"
 }
 
+alerts() { # $1: events, $2: replay output -> "0.47 per customer-month, lift 1.41, recall 77%"
+    python3 scripts/alert_eval.py --json "$1" "$2" | python3 -c 'import json,sys; a=json.load(sys.stdin)["all"]; print(f"{a[\"per_customer_month\"]:.2f} per customer-month, lift {a[\"lift\"]:.2f}, recall 7-90d {a[\"recall\"]:.0%}")'
+}
+
 printf '%-40s %s\n' history result
 if [ -f "$SN7/to_events.py" ]; then
     [ -s "$OUT/sn7.ndjson" ] || python3 "$SN7/to_events.py" "$OUT/sn7.ndjson" >/dev/null
@@ -39,6 +44,7 @@ if [ -f "$SN7/to_events.py" ]; then
         --scorecard "$OUT/sn7-learned.toml" >"$OUT/sn7-learned-replay.log" 2>&1
     printf '%-40s %s\n' "socialnet7 (b) calibrate, then replay" \
         "$(sn7_score "$OUT/sn7-learned-out.ndjson" "$OUT/sn7-learned-replay.log")"
+    printf '%-40s %s\n' "socialnet7 (a) risk alerts" "$(alerts "$OUT/sn7.ndjson" "$OUT/sn7-out.ndjson")"
 else
     printf '%-40s %s\n' socialnet7 "skipped: no $SN7"
 fi
@@ -47,6 +53,8 @@ fi
     --report "$OUT/gen-report.json" >"$OUT/gen-backtest.log" 2>&1
 gen=$(grep '^report (>=' "$OUT/gen-backtest.log" | awk '{print "held-out=" $(NF-2)}')
 printf '%-40s %s\n' "generator (a) out of the box" "$gen"
+[ -s "$OUT/gen-out.ndjson" ] || "$BIN" replay --input "$OUT/gen.ndjson" --output "$OUT/gen-out.ndjson" "${card_args[@]}" >/dev/null 2>&1
+printf '%-40s %s\n' "generator (a) risk alerts" "$(alerts "$OUT/gen.ndjson" "$OUT/gen-out.ndjson")"
 "$BIN" calibrate --input "$OUT/gen.ndjson" --labels "$OUT/gen-labels.csv" "${card_args[@]}" \
     --output "$OUT/gen-learned.toml" --force >"$OUT/gen-calibrate.log" 2>&1
 gen=$(grep '^REPORT period, .*-learned' "$OUT/gen-calibrate.log" | awk '{print "held-out=" $4}')

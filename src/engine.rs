@@ -876,6 +876,7 @@ impl Engine {
             observed_days: ((now - c.first_seen) / DAY_MS) as u32,
             trigger,
             today,
+            cancelled: c.cancel_at.is_some(),
         };
         sc.rules.evaluate(&input, &mut c.score.last_fired, firings);
 

@@ -1,5 +1,7 @@
 //! Every built-in alert rule fires on the condition it names, carries its evidence and
-//! playbook, and respects its cooldown in event time.
+//! playbook, and respects its cooldown in event time (seen alone, without the alert budget);
+//! then the limits on volume: the budget, one renewal warning per cycle, nothing after a
+//! cancellation.
 
 mod common;
 
@@ -26,7 +28,7 @@ fn healthy(h: &mut Harness, id: &str, users: u32, seats: u32) {
 
 #[test]
 fn payment_failed_fires_on_the_event_and_respects_its_cooldown() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     healthy(&mut h, "c", 8, 10);
     h.send("c", at(100.0), "payment_failed", json!({"invoice_id": "i1", "amount": 250})).unwrap();
     h.send("c", at(101.0), "payment_failed", json!({"invoice_id": "i1", "amount": 250})).unwrap();
@@ -45,7 +47,7 @@ fn payment_failed_fires_on_the_event_and_respects_its_cooldown() {
 
 #[test]
 fn gone_quiet_fires_once_per_cooldown() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     healthy(&mut h, "c", 8, 10);
     h.advance(at(150.0));
     let alerts = h.alerts("gone_quiet");
@@ -54,7 +56,7 @@ fn gone_quiet_fires_once_per_cooldown() {
 
 #[test]
 fn band_downgrade_and_sharp_drop_fire_when_health_falls() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     healthy(&mut h, "c", 8, 10);
     // Everything goes wrong at once.
     for i in 0..3 {
@@ -79,7 +81,7 @@ fn band_downgrade_and_sharp_drop_fire_when_health_falls() {
 
 #[test]
 fn urgent_ticket_while_usage_collapses() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     healthy(&mut h, "c", 8, 10);
     h.use_product("c", 100, 110, 1, &["reports"]); // usage collapses to one user, one feature
     h.send("c", at(110.5), "ticket_opened", json!({"ticket_id": "t1", "priority": "urgent"})).unwrap();
@@ -88,7 +90,7 @@ fn urgent_ticket_while_usage_collapses() {
     assert_eq!(a[0]["severity"], "critical");
     assert!(a[0]["evidence"]["usage_trend_7d_pct"].as_f64().unwrap() <= -50.0);
     // A normal-priority ticket alone does not fire it.
-    let mut calm = Harness::new();
+    let mut calm = Harness::without_alert_budget();
     healthy(&mut calm, "c", 8, 10);
     calm.use_product("c", 100, 110, 1, &["reports"]);
     calm.send("c", at(110.5), "ticket_opened", json!({"ticket_id": "t1", "priority": "normal"})).unwrap();
@@ -97,7 +99,7 @@ fn urgent_ticket_while_usage_collapses() {
 
 #[test]
 fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     let renewal = format_rfc3339(at(60.0));
     h.send(
         "c",
@@ -113,7 +115,7 @@ fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
     assert_ne!(a[0]["band"], "green");
     assert_eq!(h.scores("c").last().unwrap()["stage"], "renewal");
     // A healthy customer near renewal gets no such alert.
-    let mut ok = Harness::new();
+    let mut ok = Harness::without_alert_budget();
     ok.send(
         "c",
         at(-100.0),
@@ -129,7 +131,7 @@ fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
 
 #[test]
 fn opportunities_expansion_ready_and_advocate_candidate() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     healthy(&mut h, "c", 10, 10); // every seat in use
     let exp = h.alerts("expansion_ready");
     assert!(!exp.is_empty());
@@ -146,7 +148,7 @@ fn opportunities_expansion_ready_and_advocate_candidate() {
 #[test]
 fn rules_can_be_switched_off_and_retuned_in_the_scorecard() {
     let text = healthscore::score::DEFAULT_SCORECARD.to_string()
-        + "\n[rules.payment_failed]\nenabled = false\n[rules.gone_quiet]\ndays = 30\nplaybook = \"Call them.\"\n";
+        + "\n[rules]\nrisk_alerts_per_30d = 0\n[rules.payment_failed]\nenabled = false\n[rules.gone_quiet]\ndays = 30\nplaybook = \"Call them.\"\n";
     let sc = Scorecard::from_toml(&text, "test").unwrap();
     let mut h = Harness::with(sc, EngineConfig { allowed_lateness_secs: 0, ..Default::default() });
     healthy(&mut h, "c", 8, 10);
@@ -161,7 +163,7 @@ fn rules_can_be_switched_off_and_retuned_in_the_scorecard() {
 
 #[test]
 fn state_rules_wait_for_a_warm_up_but_payment_failures_do_not() {
-    let mut h = Harness::new();
+    let mut h = Harness::without_alert_budget();
     let renewal = format_rfc3339(at(30.0));
     // First seen through billing only: no usage history yet, a weak score, renewal near. (Another
     // customer's use connects the usage source: without it, usage would count as not connected.)
@@ -181,4 +183,79 @@ fn an_empty_playbook_is_rejected() {
     let text = healthscore::score::DEFAULT_SCORECARD.to_string() + "\n[rules.gone_quiet]\nplaybook = \" \"\n";
     let err = Scorecard::from_toml(&text, "test").unwrap_err();
     assert_eq!(err.issues[0].key, "rules.gone_quiet.playbook");
+}
+
+/// Risk alerts (rule, day) in time order.
+fn risk_alerts(h: &Harness) -> Vec<(String, i64)> {
+    h.json()
+        .iter()
+        .filter(|o| o["type"] == "alert" && o["kind"] == "risk")
+        .map(|o| {
+            let t = healthscore::event::parse_date_or_datetime(o["timestamp"].as_str().unwrap()).unwrap();
+            (o["rule"].as_str().unwrap().to_string(), t.div_euclid(DAY_MS))
+        })
+        .collect()
+}
+
+#[test]
+fn the_alert_budget_holds_a_customer_to_one_risk_alert_in_30_days_and_lets_critical_ones_through() {
+    let everything_goes_wrong = |h: &mut Harness| {
+        healthy(h, "c", 8, 10);
+        for i in 0..3 {
+            h.send("c", at(100.0), "ticket_opened", json!({"ticket_id": format!("t{i}"), "priority": "urgent"}))
+                .unwrap();
+            h.send("c", at(100.1), "payment_failed", json!({"invoice_id": format!("i{i}"), "amount": 10})).unwrap();
+        }
+        h.advance(at(160.0)); // and the customer stops using the product
+    };
+    let mut unbudgeted = Harness::without_alert_budget();
+    everything_goes_wrong(&mut unbudgeted);
+    let mut h = Harness::new();
+    everything_goes_wrong(&mut h);
+    let (all, kept) = (risk_alerts(&unbudgeted), risk_alerts(&h));
+    assert!(all.len() >= kept.len() + 2, "the budget holds some back: {all:?} vs {kept:?}");
+    let critical: Vec<_> = h.json().into_iter().filter(|o| o["severity"] == "critical").collect();
+    let not_critical: Vec<&(String, i64)> =
+        kept.iter().filter(|(r, _)| r != "urgent_ticket_usage_collapse" || critical.is_empty()).collect();
+    for w in not_critical.windows(2) {
+        assert!(w[1].1 - w[0].1 >= 30, "at most one non-critical risk alert in any 30 days: {kept:?}");
+    }
+    assert!(!not_critical.is_empty(), "the most severe one still goes out");
+    // What was held back while its condition lasted fires once the budget allows.
+    assert!(kept.iter().any(|(r, _)| r == "gone_quiet"), "{kept:?}");
+}
+
+#[test]
+fn renewal_at_risk_fires_once_per_renewal_cycle_unless_the_band_worsens() {
+    let mut h = Harness::without_alert_budget();
+    let renewal = format_rfc3339(at(80.0));
+    h.send(
+        "c",
+        at(-100.0),
+        "subscription_started",
+        json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}),
+    )
+    .unwrap();
+    h.use_product("c", 0, 75, 2, &["reports"]); // weak usage the whole 90 days before the renewal
+    let a = h.alerts("renewal_at_risk");
+    let bands: Vec<&str> = a.iter().map(|x| x["band"].as_str().unwrap()).collect();
+    // The 30-day cooldown alone would warn two or three times before the same renewal; now
+    // once, and again only when the band got worse (yellow to red) on the way.
+    assert!(!a.is_empty());
+    for w in bands.windows(2) {
+        assert!(w[1] == "red" && w[0] != "red", "a repeat only when the band worsened: {bands:?}");
+    }
+    assert!(a.len() <= 2, "{bands:?}");
+}
+
+#[test]
+fn a_customer_who_cancelled_gets_no_more_alerts() {
+    let mut h = Harness::new();
+    healthy(&mut h, "c", 8, 10);
+    let effective = format_rfc3339(at(130.0));
+    h.send("c", at(100.0), "subscription_cancelled", json!({"reason": "budget", "effective_date": effective})).unwrap();
+    h.advance(at(140.0)); // silent after the notice, until the cancellation takes effect
+    let after: Vec<_> = risk_alerts(&h).into_iter().filter(|(_, d)| *d > at(100.0) / DAY_MS).collect();
+    assert!(after.is_empty(), "no alerts after the cancellation: {after:?}");
+    assert!(h.scores("c").iter().any(|s| s["reason"] == "final"), "its final score still goes out");
 }

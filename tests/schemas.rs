@@ -953,7 +953,9 @@ fn output_schemas_accept_and_reject_examples() {
 
 /// Scenarios that make the engine emit every kind of output and every built-in rule.
 fn engine_outputs() -> Vec<Value> {
-    let mut h = Harness::new();
+    // Every rule must fire here to have its alert checked: without the budget, which would
+    // hold some back.
+    let mut h = Harness::without_alert_budget();
     let renewal = healthscore::event::format_rfc3339(at(150.0));
     let customers = [("full", "pro", 10, 10), ("weak", "enterprise", 200, 3), ("tiny", "starter", 3, 1)];
     for (id, plan, seats, _) in customers {

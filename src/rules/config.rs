@@ -13,6 +13,8 @@ use crate::score::ConfigIssue;
 pub struct RulesFile {
     /// See [`RuleSet::warmup_days`]. Default 14.
     pub warmup_days: Option<u32>,
+    /// See [`RuleSet::risk_alerts_per_30d`]. Default 1; 0: no budget.
+    pub risk_alerts_per_30d: Option<u32>,
     pub band_downgrade: Option<RuleFile>,
     pub sharp_drop: Option<RuleFile>,
     pub urgent_ticket_usage_collapse: Option<RuleFile>,
@@ -180,6 +182,10 @@ impl RulesFile {
             }
             rule
         });
-        RuleSet { rules, warmup_days: self.warmup_days.unwrap_or(14) }
+        RuleSet {
+            rules,
+            warmup_days: self.warmup_days.unwrap_or(14),
+            risk_alerts_per_30d: self.risk_alerts_per_30d.unwrap_or(1),
+        }
     }
 }

@@ -1,5 +1,12 @@
 //! Alert and opportunity rules: they read a customer's fresh score and signals and say what a
 //! customer-success team should act on, each at most once per cooldown (in event time).
+//!
+//! An alert is worth sending only if it is read, so three limits hold the volume down (the
+//! alert fatigue every CS platform warns about): a customer gets at most
+//! `risk_alerts_per_30d` risk alerts in any 30 days, the most severe first, with `critical`
+//! ones always through; `renewal_at_risk` fires once per renewal cycle unless the band
+//! worsens; and a customer who has cancelled gets no more alerts (the cancellation is the
+//! news; its final score still goes out).
 
 mod config;
 
@@ -130,7 +137,32 @@ pub struct RuleSet {
     /// scores say more about missing history than about health. `payment_failed` (an event, not
     /// a state) is never held back.
     pub warmup_days: u32,
+    /// At most this many risk alerts per customer in any 30 days (0: no limit); `critical`
+    /// ones are not held back. When several rules fire at once, the most severe go first (then
+    /// those of plain facts before the score's movements: see `budget_rank`); a rule held back keeps no cooldown and fires once the
+    /// budget allows, if its condition still holds. Counted from each rule's last firing, so
+    /// a budget above 1 counts distinct rules within the 30 days.
+    pub risk_alerts_per_30d: u32,
 }
+
+/// Which of two equally severe risk firings the budget lets through first: the plainest facts
+/// a CSM can act on (a failed payment, silence, a renewal) before the score's own movements,
+/// and of those the band crossing before a drop (a drop is the noisiest: the same points lost
+/// mean less for a volatile customer).
+fn budget_rank(rule: RuleId) -> u8 {
+    match rule {
+        RuleId::UrgentTicketUsageCollapse => 0,
+        RuleId::PaymentFailed => 1,
+        RuleId::GoneQuiet => 2,
+        RuleId::RenewalAtRisk => 3,
+        RuleId::BandDowngrade => 4,
+        RuleId::SharpDrop => 5,
+        RuleId::ExpansionReady | RuleId::AdvocateCandidate => 6,
+    }
+}
+
+/// The window the alert budget counts over.
+const BUDGET_DAYS: Day = 30;
 
 /// What set off an evaluation; some rules fire on events rather than on state.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -158,6 +190,8 @@ pub struct RuleInput<'a> {
     pub observed_days: u32,
     pub trigger: Trigger,
     pub today: Day,
+    /// The customer has cancelled (the cancellation takes effect now or later): no alerts.
+    pub cancelled: bool,
 }
 
 /// A rule that fired: the parts of an alert that the rule decides.
@@ -193,6 +227,10 @@ impl RuleSet {
     /// Runs every enabled rule not in cooldown; appends what fired to `out` and stamps its
     /// cooldown. `last_fired[i]` is the day rule `i` last fired (0: never).
     pub fn evaluate(&self, input: &RuleInput<'_>, last_fired: &mut [Day; RULE_COUNT], out: &mut Vec<Firing>) {
+        if input.cancelled {
+            return;
+        }
+        let start = out.len();
         for rule in &self.rules {
             if !rule.enabled {
                 continue;
@@ -204,15 +242,61 @@ impl RuleSet {
             if fired != 0 && input.today < fired + rule.cooldown_days {
                 continue;
             }
+            if rule.id == RuleId::RenewalAtRisk && fired != 0 && rule.fired_this_cycle(fired, input) {
+                continue;
+            }
             if let Some(firing) = rule.check(input) {
-                last_fired[rule.id as usize] = input.today.max(1);
                 out.push(firing);
             }
         }
+        self.keep_within_budget(input.today, last_fired, out, start);
+        for firing in &out[start..] {
+            last_fired[firing.rule as usize] = input.today.max(1);
+        }
+    }
+
+    /// Drops from `out[start..]` the risk firings beyond the budget (see
+    /// [`RuleSet::risk_alerts_per_30d`]), keeping the most severe.
+    fn keep_within_budget(&self, today: Day, last_fired: &[Day; RULE_COUNT], out: &mut Vec<Firing>, start: usize) {
+        if self.risk_alerts_per_30d == 0 {
+            return;
+        }
+        let recent = RuleId::ALL
+            .iter()
+            .filter(|r| r.kind() == AlertKind::Risk)
+            .filter(|r| last_fired[**r as usize] != 0 && today < last_fired[**r as usize] + BUDGET_DAYS)
+            .count() as u32;
+        let mut left = self.risk_alerts_per_30d.saturating_sub(recent);
+        let mut fresh: Vec<Firing> = out.drain(start..).collect();
+        fresh.sort_by_key(|f| (std::cmp::Reverse(f.severity), budget_rank(f.rule)));
+        for firing in fresh {
+            let risk = firing.rule.kind() == AlertKind::Risk;
+            if !risk || firing.severity == Severity::Critical {
+                out.push(firing);
+            } else if left > 0 {
+                left -= 1;
+                out.push(firing);
+            }
+        }
+        // Back in rule order, as outputs were before the budget.
+        out[start..].sort_by_key(|f| f.rule);
     }
 }
 
 impl Rule {
+    /// Whether `renewal_at_risk`, last fired on day `fired`, already warned of the renewal now
+    /// ahead (fired inside this renewal's window of `days`), and the band has not worsened
+    /// since: one warning per renewal cycle, not one per cooldown.
+    fn fired_this_cycle(&self, fired: Day, input: &RuleInput<'_>) -> bool {
+        let Some(to_renewal) = input.signals.get(Signal::DaysToRenewal) else { return false };
+        if to_renewal < 0.0 {
+            return false;
+        }
+        let renewal = input.today as f64 + to_renewal;
+        let worsened = input.previous_band.is_some_and(|p| input.band < p);
+        fired as f64 >= renewal - self.days as f64 && !worsened
+    }
+
     fn check(&self, input: &RuleInput<'_>) -> Option<Firing> {
         let s = input.signals;
         let get = |sig: Signal| s.get(sig);
@@ -242,6 +326,10 @@ impl Rule {
                 )
             }
             RuleId::SharpDrop => {
+                // A drop that leaves the customer green is the score's noise, not a risk to act on.
+                if input.band == Band::Green {
+                    return None;
+                }
                 let peak = (input.max_score_within)(self.days)?;
                 let drop = peak - input.score;
                 if drop < self.threshold {

@@ -45,6 +45,14 @@ impl Harness {
         Harness::with(Scorecard::default_scorecard(), EngineConfig { allowed_lateness_secs: 0, ..Default::default() })
     }
 
+    /// The default scorecard without the alert budget (`rules.risk_alerts_per_30d = 0`): each
+    /// rule's own condition and cooldown, seen alone.
+    pub fn without_alert_budget() -> Harness {
+        let text = healthscore::score::DEFAULT_SCORECARD.to_string() + "\n[rules]\nrisk_alerts_per_30d = 0\n";
+        let scorecard = Scorecard::from_toml(&text, "unbudgeted").unwrap();
+        Harness::with(scorecard, EngineConfig { allowed_lateness_secs: 0, ..Default::default() })
+    }
+
     pub fn with(scorecard: Scorecard, config: EngineConfig) -> Harness {
         Harness { engine: Engine::new(Arc::new(scorecard), config), outputs: Vec::new(), next_id: 0 }
     }
