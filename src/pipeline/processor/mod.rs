@@ -38,7 +38,7 @@ mod recovery;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -56,37 +56,12 @@ use self::recovery::snapshot_store;
 use super::acks::{Acks, Epochs};
 use super::config::{Config, Guarantee};
 use super::kafka::{self, FetchQueue};
-use super::metrics::Telemetry;
+pub use super::metrics::Stats;
+use super::metrics::{EngineTotals, Scraped};
 use super::task::PartitionTask;
 use crate::engine::Engine;
 use crate::score::Scorecard;
 use crate::snapshot::{SnapshotStore, Snapshotter};
-
-/// Counters the shell keeps; read by the demo's summary and the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub consumed: [AtomicU64; 3],
-    pub applied: AtomicU64,
-    pub duplicates: AtomicU64,
-    pub dead_letters: AtomicU64,
-    pub restored: AtomicU64,
-    pub score_changes: AtomicU64,
-    pub alerts: AtomicU64,
-    pub commits: AtomicU64,
-    pub aborts: AtomicU64,
-    pub rewinds: AtomicU64,
-    pub rebalances: AtomicU64,
-    pub delivery_failures: AtomicU64,
-    /// Time spent committing (flush + offsets, or the transaction), in microseconds.
-    pub commit_micros: AtomicU64,
-    /// Times a partition's merge had waited long for records the broker holds (warned each time).
-    pub merge_stalls: AtomicU64,
-    pub assigned_partitions: AtomicI64,
-    /// Every assigned partition restored and consuming.
-    pub ready: AtomicBool,
-    /// Counts by label, histograms and snapshot handles, for `/metrics` (see `metrics`).
-    pub telemetry: Telemetry,
-}
 
 /// The processor's state shared with the consumer's callbacks and with readers.
 pub struct Shared {
@@ -174,6 +149,31 @@ impl Shared {
 
     fn new_engine(&self, scorecard: &Arc<Scorecard>) -> Engine {
         Engine::new(scorecard.clone(), self.config.engine.clone())
+    }
+}
+
+/// What `/metrics` reads at scrape time: the counters, the settings, and the engines under the
+/// state lock (a few integer reads per partition).
+impl Scraped for Shared {
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn engines(&self) -> EngineTotals {
+        let mut totals = EngineTotals::default();
+        let state = self.lock();
+        for task in state.tasks.values() {
+            totals.census.merge(&task.engine.stats().census);
+            let n = task.engine.customer_count();
+            totals.customers += n;
+            totals.fullest = totals.fullest.max(n);
+            totals.buffered += task.buffered();
+        }
+        totals
     }
 }
 
