@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::band::Bands;
 use super::curve::{Curve, Step};
 use super::{Component, Missing, Scorecard, Segment, Stage};
+use crate::band::Bands;
+use crate::config_issue::{write_issues, ConfigIssue};
 use crate::hash::key32;
 use crate::rules::RulesFile;
 use crate::signal::Signal;
@@ -19,19 +20,6 @@ pub const DEFAULT_SCORECARD: &str = include_str!("../../scorecards/default.toml"
 
 /// Days of daily scores kept per customer, the longest `sharp_drop` window.
 pub const SCORE_HISTORY_DAYS: u32 = 31;
-
-/// One problem in a scorecard: the key at fault and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigIssue {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigIssue { key: key.into(), reason: reason.into() }
-    }
-}
 
 /// Every problem found in a scorecard, so a user fixes them in one round.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,21 +32,6 @@ impl std::fmt::Display for ScorecardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write_issues(f, "scorecard", &self.source_name, &self.issues)
     }
-}
-
-/// "invalid WHAT SOURCE (N problem(s)):" and a line per problem: how every configuration error
-/// of healthscore reads.
-pub fn write_issues(
-    f: &mut std::fmt::Formatter<'_>,
-    what: &str,
-    source_name: &str,
-    issues: &[ConfigIssue],
-) -> std::fmt::Result {
-    write!(f, "invalid {what} {source_name} ({} problem(s)):", issues.len())?;
-    for issue in issues {
-        write!(f, "\n  {}: {}", issue.key, issue.reason)?;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
