@@ -283,6 +283,12 @@ pub fn registry(shared: Arc<impl Scraped>, scorecard: Arc<Scorecard>) -> Registr
     info.with_label_values(&[env!("CARGO_PKG_VERSION"), &scorecard.version]).set(1);
     registry.register(Box::new(info)).expect("metric names are unique");
     registry.register(Box::new(ServiceCollector::new(shared, scorecard))).expect("metric names are unique");
+    // CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start
+    // time: the `process_*` metrics every Prometheus user expects (read from /proc at scrape).
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .expect("metric names are unique");
     registry
 }
 
@@ -558,6 +564,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// What a scrape reads from a processor that owns no partition.
+    struct Idle {
+        stats: Stats,
+        config: Config,
+    }
+
+    impl Scraped for Idle {
+        fn stats(&self) -> &Stats {
+            &self.stats
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+        fn engines(&self) -> EngineTotals {
+            EngineTotals::default()
+        }
+    }
+
+    #[test]
+    fn metrics_include_the_process_cpu_memory_files_and_start_time() {
+        let idle = Arc::new(Idle { stats: Stats::default(), config: Config::default() });
+        let text = render(&registry(idle, Arc::new(Scorecard::default_scorecard())));
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "no {name} in /metrics:\n{text}");
+        }
+        assert!(text.contains("\nhealthscore_commits_total 0"), "{text}");
+    }
 
     #[test]
     fn a_restore_is_timed_from_its_start_to_its_end_once() {
