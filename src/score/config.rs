@@ -196,8 +196,18 @@ impl Scorecard {
     /// Parses and checks scorecard TOML; `source_name` names it in errors.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Scorecard, ScorecardError> {
         let fail = |issues| ScorecardError { source_name: source_name.to_string(), issues };
-        let file: ScorecardFile = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| line_of(text, s.start)).unwrap_or_else(|| "(file)".into());
+        // The path of the key at fault as well as its line: a type error's own message names
+        // neither (`invalid type: string "x", expected f64`).
+        let file: ScorecardFile = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let path = e.path().to_string();
+            let e = e.into_inner();
+            let line = e.span().map(|s| line_of(text, s.start));
+            let key = match (path.as_str(), line) {
+                ("." | "", Some(line)) => line,
+                ("." | "", None) => "(file)".into(),
+                (path, Some(line)) => format!("{line}, {path}"),
+                (path, None) => path.to_string(),
+            };
             fail(vec![ConfigIssue::new(key, e.message().to_string())])
         })?;
         let mut issues = Vec::new();
