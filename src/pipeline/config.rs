@@ -263,8 +263,8 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Where and how often partition state is snapshotted (see `snapshot` and the README's
-/// "State and recovery"). Without snapshots a partition is rebuilt by re-reading its topics
+/// Where and how often partition state is snapshotted (see `snapshot` and "State and recovery"
+/// in docs/operations.md). Without snapshots a partition is rebuilt by re-reading its topics
 /// from the beginning, which is exact but takes as long as the history is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
