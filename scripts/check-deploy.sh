@@ -3,7 +3,7 @@
 #   - promtool: the rules parse and their unit tests pass; the compose Prometheus config parses;
 #     `promtool check metrics` lints a real scrape of the demo's /metrics;
 #   - every YAML file parses (python3-yaml), the dashboard JSON parses and uses the
-#     datasource variable.
+#     datasource variable, and each k8s ServiceMonitor selects exactly one Service.
 # That the dashboard's and rules' metric names are all exported is tests/ops.rs (make test).
 # Needs target/release/healthscore (make build), promtool (Debian: prometheus), python3-yaml.
 set -euo pipefail
@@ -36,6 +36,20 @@ for path in sorted(glob.glob("deploy/grafana/*.json")):
             print(f"{path}: panel {p['title']!r} does not use ${{datasource}}", file=sys.stderr)
             bad += 1
     print(f"dashboard ok: {path} ({len(d['panels'])} panels)")
+# Each ServiceMonitor selects exactly one Service: with two, every pod is scraped twice and the
+# dashboard's sum()s double-count.
+k8s = [d for path in sorted(glob.glob("deploy/k8s/*.y*ml")) for d in yaml.safe_load_all(open(path)) if d]
+services = [d for d in k8s if d.get("kind") == "Service"]
+for sm in (d for d in k8s if d.get("kind") == "ServiceMonitor"):
+    wanted = sm["spec"]["selector"].get("matchLabels", {})
+    hits = [s["metadata"]["name"] for s in services
+            if all(s["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
+    if len(hits) != 1:
+        print(f"ServiceMonitor {sm['metadata']['name']}: selects {len(hits)} Services {hits}, want exactly 1"
+              " (each pod would be scraped once per Service)", file=sys.stderr)
+        bad += 1
+    else:
+        print(f"servicemonitor ok: {sm['metadata']['name']} scrapes Service {hits[0]}")
 cm = yaml.safe_load(open("deploy/k8s/configmap.yaml"))
 open("target/k8s-healthscore.toml", "w").write(cm["data"]["healthscore.toml"])
 sys.exit(1 if bad else 0)

@@ -1,6 +1,8 @@
 //! healthscore: customer events in, customer health scores and churn alerts out.
 pub mod backtest;
+pub mod band;
 pub mod calibrate;
+pub mod config_issue;
 pub mod engine;
 pub mod event;
 pub mod generate;
@@ -11,6 +13,7 @@ pub mod parallel;
 pub mod partition;
 pub mod pipeline;
 pub mod replay;
+pub mod round;
 pub mod rules;
 pub mod score;
 pub mod signal;

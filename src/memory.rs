@@ -5,7 +5,7 @@
 //! feature sets, logs) next to one large slot array. Measured on a restore of 1,000,000
 //! customers, glibc's malloc spent most of the time in page faults on 4 KiB pages and in its
 //! free-list upkeep; mimalloc with 2 MiB pages restores in ~0.65× the time and holds ~10 % less
-//! resident memory per customer (see the README's Performance section).
+//! resident memory per customer (see docs/performance.md, What the figures say).
 
 /// The global allocator type; each binary declares `#[global_allocator] static A: Allocator`.
 pub use mimalloc::MiMalloc as Allocator;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Serialize, Serializer};
 
 use crate::event::{format_rfc3339, Millis};
+pub use crate::round::round_to;
 use crate::rules::{AlertKind, Evidence, RuleId, Severity};
-pub use crate::score::round_to;
 use crate::score::Band;
 
 /// Version of the output schemas, sent as a Kafka header with every output.

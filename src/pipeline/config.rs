@@ -278,8 +278,8 @@ impl Default for PipelineConfig {
     }
 }
 
-/// Where and how often partition state is snapshotted (see `snapshot` and the README's
-/// "State and recovery"). Without snapshots a partition is rebuilt by re-reading its topics
+/// Where and how often partition state is snapshotted (see `snapshot` and "State and recovery"
+/// in docs/operations.md). Without snapshots a partition is rebuilt by re-reading its topics
 /// from the beginning, which is exact but takes as long as the history is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -375,6 +375,9 @@ impl Config {
         let mut env: BTreeMap<String, String> =
             all_env.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, v)| (k.clone(), v.clone())).collect();
         let librdkafka_overrides = secrets::take_librdkafka_overrides(ENV_PREFIX, &mut env);
+        // Which variable set each key, to name it in that key's problems.
+        let from_env: BTreeMap<String, String> =
+            env.keys().map(|var| (var[prefix.len()..].to_lowercase().replace("__", "."), var.clone())).collect();
         builder = builder.add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
@@ -382,26 +385,23 @@ impl Config {
                 .try_parsing(true)
                 .source(Some(env.into_iter().collect())),
         );
-        let raw = builder.build().map_err(|e| fail("(file)", e.to_string()))?;
-
-        let mut unknown = Vec::new();
-        let parsed: Result<Config, _> = serde_ignored::deserialize(raw, |path| unknown.push(path.to_string()));
-        let mut issues: Vec<ConfigIssue> = unknown.into_iter().map(|k| ConfigIssue::new(k, "unknown key")).collect();
-        match parsed {
-            Ok(mut config) => {
-                for (map, key, value) in librdkafka_overrides {
-                    config.kafka.map_mut(map).insert(key, value);
-                }
-                issues.extend(config.resolve_references(&|name| all_env.get(name).cloned()));
-                issues.extend(config.validate());
-                if issues.is_empty() {
-                    Ok(config)
-                } else {
-                    Err(ConfigError { source_name, issues })
-                }
+        let (parsed, mut issues) = parse_reporting_all(builder).map_err(|e| fail("(file)", e.to_string()))?;
+        let config = parsed.map(|mut config| {
+            for (map, key, value) in librdkafka_overrides {
+                config.kafka.map_mut(map).insert(key, value);
             }
-            Err(e) => {
-                issues.push(ConfigIssue::new(error_key(&e.to_string()), e.to_string()));
+            issues.extend(config.resolve_references(&|name| all_env.get(name).cloned()));
+            issues.extend(config.validate());
+            config
+        });
+        match config {
+            Some(config) if issues.is_empty() => Ok(config),
+            _ => {
+                for issue in &mut issues {
+                    if let Some(var) = from_env.get(&issue.key) {
+                        issue.key = format!("{} (environment variable {var})", issue.key);
+                    }
+                }
                 Err(ConfigError { source_name, issues })
             }
         }
@@ -605,13 +605,67 @@ fn valid_topic_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// Best effort at the key a serde error names (`... for key `kafka.x` ...`).
-fn error_key(message: &str) -> String {
-    message
-        .split_once("for key `")
-        .and_then(|(_, rest)| rest.split_once('`'))
-        .map_or_else(|| "(file)".to_string(), |(key, _)| key.to_string())
+/// Deserializes the configuration `builder` builds, with every unknown key and every value of the
+/// wrong type as an issue. serde stops at the first wrong value: it is reported, the default
+/// takes its place and the parse runs again, so one run lists every wrong value of a file.
+fn parse_reporting_all(
+    builder: config::ConfigBuilder<config::builder::DefaultState>,
+) -> Result<(Option<Config>, Vec<ConfigIssue>), config::ConfigError> {
+    let defaults = config::Config::try_from(&Config::default()).ok();
+    let mut issues: Vec<ConfigIssue> = Vec::new();
+    let mut replaced: Vec<String> = Vec::new();
+    loop {
+        let mut attempt = builder.clone();
+        for key in &replaced {
+            let default = defaults.as_ref().and_then(|d| d.get::<config::Value>(key).ok());
+            let default = default.unwrap_or_else(|| config::ValueKind::Nil.into());
+            attempt = attempt.set_override(key, default)?;
+        }
+        let raw = attempt.build()?;
+        let mut unknown = Vec::new();
+        let mut track = serde_path_to_error::Track::new();
+        let de = serde_path_to_error::Deserializer::new(raw, &mut track);
+        let parsed: Result<Config, _> = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()));
+        for key in unknown {
+            if !issues.iter().any(|i| i.key == key) {
+                issues.push(ConfigIssue::new(key, "unknown key"));
+            }
+        }
+        let e = match parsed {
+            Ok(config) => return Ok((Some(config), issues)),
+            Err(e) => e,
+        };
+        let key = track.path().to_string();
+        let message = e.to_string().replace(&format!(" for key `{key}`"), "");
+        // The config crate's own words for a value that is no choice name only the Rust type.
+        let reason = match message.split_once("does not have variant constructor ") {
+            Some((head, value)) => {
+                let name = head.trim_start_matches("enum ").trim();
+                match CHOICES.iter().find(|(n, _)| *n == name) {
+                    Some((_, choices)) => format!("`{value}` is not one of: {}", choices.join(", ")),
+                    None => format!("`{value}` is not a valid choice"),
+                }
+            }
+            None => message,
+        };
+        let stuck = key == "." || key.is_empty() || replaced.contains(&key) || replaced.len() >= 64;
+        issues.push(ConfigIssue::new(
+            if key == "." || key.is_empty() { "(file)".to_string() } else { key.clone() },
+            reason,
+        ));
+        if stuck {
+            return Ok((None, issues));
+        }
+        replaced.push(key);
+    }
 }
+
+/// The names each enum setting accepts, for the message when a value is none of them.
+const CHOICES: [(&str, &[&str]); 3] = [
+    ("GroupProtocol", &["consumer", "classic"]),
+    ("Guarantee", &["exactly_once", "at_least_once"]),
+    ("SnapshotStoreKind", &["dir", "kafka", "none"]),
+];
 
 #[cfg(test)]
 mod tests {
@@ -652,6 +706,56 @@ mod tests {
         assert_eq!(c.kafka.commit_interval_ms, 250);
         assert_eq!(c.kafka.processing_guarantee, Guarantee::AtLeastOnce);
         assert_eq!(c.kafka.consumer.get("fetch.min.bytes").map(String::as_str), Some("1"));
+    }
+
+    #[test]
+    fn a_value_that_is_no_choice_names_the_key_the_value_and_the_choices() {
+        let e = load("[kafka]\nprocessing_guarantee = \"maybe_once\"\n", &[]).unwrap_err();
+        let issue = &e.issues[0];
+        assert_eq!(issue.key, "kafka.processing_guarantee", "{e}");
+        assert_eq!(issue.reason, "`maybe_once` is not one of: exactly_once, at_least_once", "{e}");
+    }
+
+    #[test]
+    fn every_choice_listed_is_accepted() {
+        for (name, choices) in CHOICES {
+            for choice in choices {
+                let value = toml::Value::String(choice.to_string());
+                let ok = match name {
+                    "GroupProtocol" => value.try_into::<GroupProtocol>().is_ok(),
+                    "Guarantee" => value.try_into::<Guarantee>().is_ok(),
+                    "SnapshotStoreKind" => value.try_into::<SnapshotStoreKind>().is_ok(),
+                    other => panic!("no test for {other}"),
+                };
+                assert!(ok, "{name} does not accept {choice}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_environment_variable_typo_names_the_variable() {
+        let e =
+            load("", &[("HEALTHSCORE__KAFKA__BROKRES", "a:1"), ("HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS", "often")])
+                .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("kafka.brokres (environment variable HEALTHSCORE__KAFKA__BROKRES): unknown key"),
+            "{text}"
+        );
+        assert!(text.contains("environment variable HEALTHSCORE__KAFKA__COMMIT_INTERVAL_MS"), "{text}");
+    }
+
+    #[test]
+    fn several_wrong_types_in_one_file_are_reported_in_one_run() {
+        let e = load(
+            "[kafka]\ncommit_interval_ms = \"soon\"\nprocessing_guarantee = \"maybe_once\"\n[snapshot]\nkeep = \"many\"\n[engine]\ncolour = 1\n",
+            &[],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.issues.iter().map(|i| i.key.as_str()).collect();
+        for want in ["kafka.commit_interval_ms", "kafka.processing_guarantee", "snapshot.keep", "engine.colour"] {
+            assert!(keys.contains(&want), "missing {want} in {keys:?}\n{e}");
+        }
     }
 
     #[test]

@@ -126,6 +126,12 @@ pub fn run_demo(
             continue;
         }
         let summary = summarise(&shared, sent.load(Relaxed));
+        // Stopped meanwhile (Ctrl-C, SIGTERM): the processor may have released its partitions
+        // before this summary counted them. The last one taken before the stop has the last
+        // known counts.
+        if stop.load(Relaxed) || worker.is_finished() {
+            break;
+        }
         latest = summary.clone();
         let rate = (summary.consumed - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, summary.consumed);

@@ -1,14 +1,14 @@
 //! Prometheus metrics: declared here, in one place, and served by [`super::http`] at `/metrics`.
 //!
 //! The hot path never calls Prometheus per event. The processor keeps plain atomics
-//! ([`super::Stats`], with the [`Telemetry`] counters below) that it bumps once per batch, and
+//! ([`Stats`], with the [`Telemetry`] counters below) that it bumps once per batch, and
 //! histograms fed through thread-local buffers flushed once per batch. A custom
 //! [`Collector`] turns those atomics, and the engines' censuses (read under the state mutex, a
 //! few hundred integer additions), into metric families when Prometheus scrapes. Labels are
 //! small closed sets (topic, partition, reason, rule, band, stage, segment): never a customer.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use prometheus::{
     Counter, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
-use super::processor::Shared;
+use super::config::Config;
 use super::task::Processed;
 use crate::engine::Census;
 use crate::event::{Millis, RejectReason};
@@ -28,6 +28,54 @@ use crate::score::{Band, Scorecard, Stage};
 
 const REASONS: usize = RejectReason::ALL.len();
 const SEVERITIES: [Severity; 4] = [Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+
+/// Counters the shell keeps; read by the demo's summary and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub consumed: [AtomicU64; 3],
+    pub applied: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub restored: AtomicU64,
+    pub score_changes: AtomicU64,
+    pub alerts: AtomicU64,
+    pub commits: AtomicU64,
+    pub aborts: AtomicU64,
+    pub rewinds: AtomicU64,
+    pub rebalances: AtomicU64,
+    pub delivery_failures: AtomicU64,
+    /// Time spent committing (flush + offsets, or the transaction), in microseconds.
+    pub commit_micros: AtomicU64,
+    /// Times a partition's merge had waited long for records the broker holds (warned each time).
+    pub merge_stalls: AtomicU64,
+    pub assigned_partitions: AtomicI64,
+    /// Every assigned partition restored and consuming.
+    pub ready: AtomicBool,
+    /// Counts by label, histograms and snapshot handles, for `/metrics` (see `metrics`).
+    pub telemetry: Telemetry,
+}
+
+/// What a scrape reads beyond [`Stats`]: the settings it labels by and the engines of the
+/// partitions this instance owns. The processor's shared state provides it, so this module does
+/// not know the processor: the loop depends on its metrics, not the other way round.
+pub trait Scraped: Send + Sync + 'static {
+    fn stats(&self) -> &Stats;
+    fn config(&self) -> &Config;
+    /// The owned partitions' engines, added up.
+    fn engines(&self) -> EngineTotals;
+}
+
+/// The owned partitions' engines, added up at scrape time.
+#[derive(Default)]
+pub struct EngineTotals {
+    pub census: Census,
+    /// Customers in state.
+    pub customers: usize,
+    /// Customers of the fullest partition.
+    pub fullest: usize,
+    /// Input records fetched and waiting in partition buffers.
+    pub buffered: usize,
+}
 
 /// How far an input partition is behind its high watermark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +87,7 @@ pub struct Lag {
     pub records: i64,
 }
 
-/// Counters and histograms beyond [`super::Stats`]' totals, by the labels operators filter on.
+/// Counters and histograms beyond [`Stats`]' totals, by the labels operators filter on.
 /// Everything is a handle or an atomic: cheap to bump from the processing thread, read at scrape.
 pub struct Telemetry {
     /// Fresh records applied (`ok`) and `duplicate`, by input source.
@@ -206,11 +254,12 @@ impl Telemetry {
     }
 }
 
-/// Builds the registry `/metrics` serves: the collector over [`Shared`], the histograms and
-/// snapshot handles of its [`Telemetry`], and the build info.
-pub fn registry(shared: Arc<Shared>, scorecard: Arc<Scorecard>) -> Registry {
+/// Builds the registry `/metrics` serves: the collector over what `shared` exposes (the
+/// processor's state), the histograms and snapshot handles of its [`Telemetry`], and the build
+/// info.
+pub fn registry(shared: Arc<impl Scraped>, scorecard: Arc<Scorecard>) -> Registry {
     let registry = Registry::new();
-    let t = &shared.stats.telemetry;
+    let t = &shared.stats().telemetry;
     let handles: Vec<Box<dyn Collector>> = vec![
         Box::new(t.batch_seconds.clone()),
         Box::new(t.output_latency_seconds.clone()),
@@ -234,6 +283,12 @@ pub fn registry(shared: Arc<Shared>, scorecard: Arc<Scorecard>) -> Registry {
     info.with_label_values(&[env!("CARGO_PKG_VERSION"), &scorecard.version]).set(1);
     registry.register(Box::new(info)).expect("metric names are unique");
     registry.register(Box::new(ServiceCollector::new(shared, scorecard))).expect("metric names are unique");
+    // CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start
+    // time: the `process_*` metrics every Prometheus user expects (read from /proc at scrape).
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+        .expect("metric names are unique");
     registry
 }
 
@@ -242,11 +297,11 @@ pub fn render(registry: &Registry) -> String {
     prometheus::TextEncoder::new().encode_to_string(&registry.gather()).expect("text encoding cannot fail")
 }
 
-/// Reads [`super::Stats`], [`Telemetry`] and the engines at scrape time. The metric objects are
+/// Reads [`Stats`], [`Telemetry`] and the engines at scrape time. The metric objects are
 /// kept only to describe and format the values: each scrape resets and refills them under
 /// `lock`, so concurrent scrapes cannot double-count.
 struct ServiceCollector {
-    shared: Arc<Shared>,
+    shared: Arc<dyn Scraped>,
     /// Names the census' segments.
     scorecard: Arc<Scorecard>,
     lock: Mutex<()>,
@@ -277,7 +332,7 @@ struct ServiceCollector {
 }
 
 impl ServiceCollector {
-    fn new(shared: Arc<Shared>, scorecard: Arc<Scorecard>) -> ServiceCollector {
+    fn new(shared: Arc<dyn Scraped>, scorecard: Arc<Scorecard>) -> ServiceCollector {
         let cv = |name: &str, help: &str, labels: &[&str]| {
             IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter")
         };
@@ -388,9 +443,9 @@ impl ServiceCollector {
 
     fn fill(&self) {
         let shared = &self.shared;
-        let stats = &shared.stats;
+        let stats = shared.stats();
         let t = &stats.telemetry;
-        let topics = shared.config.kafka.topics.inputs();
+        let topics = shared.config().kafka.topics.inputs();
         let load = |a: &AtomicU64| a.load(Relaxed);
         let set = |c: &IntCounter, v: u64| {
             c.reset();
@@ -450,20 +505,9 @@ impl ServiceCollector {
             self.lag.with_label_values(&[topics[l.source], &l.partition.to_string()]).set(l.records);
         }
 
-        // The engines: a few integer reads per partition under the state mutex.
-        let (mut census, mut customers, mut buffered, mut fullest) = (Census::default(), 0usize, 0usize, 0usize);
-        {
-            let state = shared.lock();
-            for task in state.tasks.values() {
-                census.merge(&task.engine.stats().census);
-                let n = task.engine.customer_count();
-                customers += n;
-                fullest = fullest.max(n);
-                buffered += task.buffered();
-            }
-        }
+        let EngineTotals { census, customers, fullest, buffered } = shared.engines();
         self.customers.set(customers as i64);
-        let max = shared.config.engine.max_customers;
+        let max = shared.config().engine.max_customers;
         self.capacity_used.set(if max > 0 { fullest as f64 / max as f64 } else { 0.0 });
         self.resident.set(resident_bytes().unwrap_or(0) as i64);
         self.buffered.set(buffered as i64);
@@ -520,6 +564,40 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// What a scrape reads from a processor that owns no partition.
+    struct Idle {
+        stats: Stats,
+        config: Config,
+    }
+
+    impl Scraped for Idle {
+        fn stats(&self) -> &Stats {
+            &self.stats
+        }
+        fn config(&self) -> &Config {
+            &self.config
+        }
+        fn engines(&self) -> EngineTotals {
+            EngineTotals::default()
+        }
+    }
+
+    #[test]
+    fn metrics_include_the_process_cpu_memory_files_and_start_time() {
+        let idle = Arc::new(Idle { stats: Stats::default(), config: Config::default() });
+        let text = render(&registry(idle, Arc::new(Scorecard::default_scorecard())));
+        for name in [
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_max_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(text.contains(&format!("\n{name} ")), "no {name} in /metrics:\n{text}");
+        }
+        assert!(text.contains("\nhealthscore_commits_total 0"), "{text}");
+    }
 
     #[test]
     fn a_restore_is_timed_from_its_start_to_its_end_once() {

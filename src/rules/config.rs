@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::{Rule, RuleId, RuleSet, Severity};
-use crate::score::ConfigIssue;
+use crate::config_issue::ConfigIssue;
 
 /// `[rules]`: one optional table per built-in rule; absent tables keep the defaults.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::score::{round_to, Band};
+use crate::band::Band;
+use crate::round::round_to;
 use crate::signal::{Signal, Signals};
 use crate::window::Day;
 

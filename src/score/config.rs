@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::band::Bands;
 use super::curve::{Curve, Step};
 use super::{Component, Missing, Scorecard, Segment, Stage};
+use crate::band::Bands;
+use crate::config_issue::{write_issues, ConfigIssue};
 use crate::hash::key32;
 use crate::rules::RulesFile;
 use crate::signal::Signal;
@@ -19,19 +20,6 @@ pub const DEFAULT_SCORECARD: &str = include_str!("../../scorecards/default.toml"
 
 /// Days of daily scores kept per customer, the longest `sharp_drop` window.
 pub const SCORE_HISTORY_DAYS: u32 = 31;
-
-/// One problem in a scorecard: the key at fault and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigIssue {
-    pub fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigIssue { key: key.into(), reason: reason.into() }
-    }
-}
 
 /// Every problem found in a scorecard, so a user fixes them in one round.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,21 +32,6 @@ impl std::fmt::Display for ScorecardError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write_issues(f, "scorecard", &self.source_name, &self.issues)
     }
-}
-
-/// "invalid WHAT SOURCE (N problem(s)):" and a line per problem: how every configuration error
-/// of healthscore reads.
-pub fn write_issues(
-    f: &mut std::fmt::Formatter<'_>,
-    what: &str,
-    source_name: &str,
-    issues: &[ConfigIssue],
-) -> std::fmt::Result {
-    write!(f, "invalid {what} {source_name} ({} problem(s)):", issues.len())?;
-    for issue in issues {
-        write!(f, "\n  {}: {}", issue.key, issue.reason)?;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,8 +196,18 @@ impl Scorecard {
     /// Parses and checks scorecard TOML; `source_name` names it in errors.
     pub fn from_toml(text: &str, source_name: &str) -> Result<Scorecard, ScorecardError> {
         let fail = |issues| ScorecardError { source_name: source_name.to_string(), issues };
-        let file: ScorecardFile = toml::from_str(text).map_err(|e| {
-            let key = e.span().map(|s| line_of(text, s.start)).unwrap_or_else(|| "(file)".into());
+        // The path of the key at fault as well as its line: a type error's own message names
+        // neither (`invalid type: string "x", expected f64`).
+        let file: ScorecardFile = serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let path = e.path().to_string();
+            let e = e.into_inner();
+            let line = e.span().map(|s| line_of(text, s.start));
+            let key = match (path.as_str(), line) {
+                ("." | "", Some(line)) => line,
+                ("." | "", None) => "(file)".into(),
+                (path, Some(line)) => format!("{line}, {path}"),
+                (path, None) => path.to_string(),
+            };
             fail(vec![ConfigIssue::new(key, e.message().to_string())])
         })?;
         let mut issues = Vec::new();

@@ -5,17 +5,18 @@
 //! by name. The score is the weighted mean of the components' points; components with missing
 //! data are either skipped (and the rest renormalised) or given neutral points.
 
-mod band;
 mod config;
 mod curve;
 pub mod population;
 
 use std::sync::Arc;
 
-pub use self::band::{Band, Bands};
-pub use self::config::{write_issues, ConfigIssue, ScorecardError, DEFAULT_SCORECARD, SCORE_HISTORY_DAYS};
+pub use self::config::{ScorecardError, DEFAULT_SCORECARD, SCORE_HISTORY_DAYS};
 pub use self::curve::{Curve, Step};
 pub use self::population::{Population, Rank, References, Scope};
+pub use crate::band::{Band, Bands};
+pub use crate::config_issue::{write_issues, ConfigIssue};
+pub use crate::round::round_to;
 
 use crate::rules::RuleSet;
 use crate::signal::{Signal, Signals};
@@ -243,17 +244,6 @@ impl Scorecard {
             }
         }
         capped
-    }
-}
-
-/// Rounds to `decimals` places, so output bytes do not carry float noise.
-pub fn round_to(x: f64, decimals: i32) -> f64 {
-    let f = 10f64.powi(decimals);
-    let r = (x * f).round() / f;
-    if r == 0.0 {
-        0.0 // no "-0.0"
-    } else {
-        r
     }
 }
 

@@ -173,6 +173,17 @@ fn unknown_keys_are_rejected_with_their_line() {
 }
 
 #[test]
+fn a_value_of_the_wrong_type_names_its_key_and_line() {
+    let extra = format!("{TWO}\n[bands]\nred_below = \"forty\"\n");
+    let err = card(&extra).unwrap_err();
+    assert_eq!(err.issues.len(), 1);
+    // `card` puts one line (the version) before `extra`.
+    let line = 2 + extra.lines().position(|l| l.starts_with("red_below")).unwrap();
+    assert_eq!(err.issues[0].key, format!("line {line}, bands.red_below"), "{err}");
+    assert!(err.issues[0].reason.contains("invalid type"), "{err}");
+}
+
+#[test]
 fn the_default_scorecard_weighs_usage_most() {
     let sc = Scorecard::default_scorecard();
     let comps = sc.components(Stage::Mature, 0);

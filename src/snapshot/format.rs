@@ -15,8 +15,8 @@
 //!
 //! The format version is checked before anything else is decoded, so a file from a newer
 //! release is refused with that reason rather than misread; a change to the header or to the
-//! state's layout bumps it (see the README on upgrades: an unreadable snapshot costs a re-read
-//! of the input, never a wrong state).
+//! state's layout bumps it (see "Upgrades" in docs/operations.md, State and recovery: an
+//! unreadable snapshot costs a re-read of the input, never a wrong state).
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;

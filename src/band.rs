@@ -1,4 +1,6 @@
 //! Bands (red, yellow, green) with hysteresis, so a score hovering at a cut-off does not flap.
+//! Below both the scorecard (`score`, which assigns them) and the alert rules (`rules`, which
+//! read them), so neither imports the other for it.
 
 use serde::{Deserialize, Serialize};
 

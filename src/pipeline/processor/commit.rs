@@ -1,0 +1,270 @@
+//! The commit protocol. Exactly-once: offsets go into the open transaction, which commits
+//! (retried, aborted or fatal, by the error's kind) and the next one begins; an abort rewinds
+//! every partition to its last commit. At-least-once: offsets are committed only once every
+//! output produced before them is acknowledged, without waiting between flushes (see
+//! [`Epochs`](crate::pipeline::acks::Epochs)); a failed delivery rewinds to the last commit instead of committing past it.
+//! Also producing, with backpressure, and waiting for deliveries.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::warn;
+
+use super::rebalance::Ctx;
+use super::{scopeguard, Shared, State, Stats, TIMEOUT};
+use crate::pipeline::acks::{Acks, Position};
+use crate::pipeline::config::Guarantee;
+
+/// The producer's context: counts failed deliveries and reports each output's delivery
+/// against the commit epoch it was produced in (its opaque; see [`Acks`]).
+pub struct DeliveryCounter {
+    pub(super) stats: Arc<Stats>,
+    pub(super) acks: Arc<Acks>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = usize;
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
+        // Failures first: a tick that sees the epoch settled must also see its failures.
+        if let Err((e, _)) = result {
+            self.stats.delivery_failures.fetch_add(1, Relaxed);
+            warn!(error = %e, "output delivery failed");
+        }
+        self.acks.reported(epoch);
+    }
+}
+
+/// How a commit waits for the outputs produced before the offsets it commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Not at all with at-least-once: commits what is acknowledged by now (see [`Epochs`](crate::pipeline::acks::Epochs)).
+    /// Exactly-once commits its transaction, which waits for them anyway.
+    No,
+    /// Until every output is acknowledged; offsets are then committed asynchronously.
+    Flush,
+    /// The same, and the offsets' commit is synchronous too (revoke, shutdown).
+    Sync,
+}
+
+impl State {
+    /// Commits processed offsets: in the open transaction (then starts the next one) with
+    /// exactly-once; with at-least-once, only offsets whose outputs are all acknowledged: those
+    /// acknowledged by now ([`Wait::No`], see [`Epochs`](crate::pipeline::acks::Epochs)), or every one after waiting for them.
+    pub(super) fn commit(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, wait: Wait) -> anyhow::Result<()> {
+        let topics = shared.config.kafka.topics.inputs();
+        let mut positions: Vec<Position> = Vec::new();
+        for (p, task) in &self.tasks {
+            for (s, input) in task.inputs.iter().enumerate() {
+                if let Some(pos) = input.position.filter(|pos| Some(*pos) != input.committed) {
+                    positions.push((s, *p, pos));
+                }
+            }
+        }
+        let guarantee = shared.config.kafka.processing_guarantee;
+        let deferred = guarantee == Guarantee::AtLeastOnce && wait == Wait::No;
+        if positions.is_empty() && !self.dirty && !deferred {
+            return Ok(());
+        }
+        let producer = &shared.producer;
+        let started = Instant::now();
+        let _timer = scopeguard(|| {
+            shared.stats.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+        });
+        if deferred {
+            return self.commit_acknowledged(shared, consumer, positions);
+        }
+        let tpl = offsets_list(topics, &positions)?;
+        match guarantee {
+            Guarantee::ExactlyOnce => {
+                let mut backoff = Duration::from_millis(50);
+                loop {
+                    let attempt = (|| -> KafkaResult<()> {
+                        wait_delivered(producer, TIMEOUT)?;
+                        if tpl.count() > 0 {
+                            let group = consumer.group_metadata().ok_or(KafkaError::NoMessageReceived)?;
+                            producer.send_offsets_to_transaction(&tpl, &group, TIMEOUT)?;
+                        }
+                        producer.commit_transaction(TIMEOUT)
+                    })();
+                    match attempt {
+                        Ok(()) => break,
+                        Err(e) => match txn_error(&e) {
+                            TxnError::Retry if backoff < Duration::from_secs(10) => {
+                                warn!(error = %e, "commit failed; retrying");
+                                std::thread::sleep(backoff);
+                                backoff *= 2;
+                            }
+                            TxnError::Fatal => return Err(anyhow!("fatal transaction error: {e}")),
+                            _ => {
+                                warn!(error = %e, "commit failed; aborting and rewinding to the last commit");
+                                return self.abort(shared);
+                            }
+                        },
+                    }
+                }
+                producer.begin_transaction().map_err(|e| anyhow!("cannot begin a transaction: {e}"))?;
+            }
+            Guarantee::AtLeastOnce => {
+                let flushed = wait_delivered(producer, TIMEOUT);
+                if flushed.is_err() || self.delivery_failed(shared) {
+                    self.rewind_undelivered(shared);
+                    return Ok(());
+                }
+                // These positions cover what any waiting epoch would commit.
+                self.epochs.forget();
+                if tpl.count() > 0 {
+                    let mode = if wait == Wait::Sync { CommitMode::Sync } else { CommitMode::Async };
+                    if let Err(e) = consumer.commit(&tpl, mode) {
+                        // Not fatal: the offsets are committed again next time, and anything
+                        // re-read after a crash is re-emitted with the same event_ids.
+                        warn!(error = %e, "offset commit failed; will retry");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        for task in self.tasks.values_mut() {
+            for input in &mut task.inputs {
+                if input.position.is_some() {
+                    input.committed = input.position;
+                }
+            }
+        }
+        self.dirty = false;
+        shared.stats.commits.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// At-least-once between flushes: commits the offsets whose outputs are all acknowledged
+    /// by now, if any, and lets `positions` wait for theirs (see [`Epochs::tick`](crate::pipeline::acks::Epochs::tick)).
+    pub(super) fn commit_acknowledged(
+        &mut self,
+        shared: &Shared,
+        consumer: &BaseConsumer<Ctx>,
+        positions: Vec<Position>,
+    ) -> anyhow::Result<()> {
+        let Some(ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
+        if self.delivery_failed(shared) {
+            // An output before these offsets may be lost: never commit past it.
+            self.rewind_undelivered(shared);
+            return Ok(());
+        }
+        if ready.is_empty() {
+            return Ok(()); // outputs without new input (idle time moving on): nothing to commit
+        }
+        let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready)?;
+        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+            warn!(error = %e, "offset commit failed; will retry");
+            return Ok(());
+        }
+        for (s, p, offset) in ready {
+            if let Some(task) = self.tasks.get_mut(&p) {
+                task.inputs[s].committed = Some(offset);
+            }
+        }
+        shared.stats.commits.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// At-least-once, when outputs may not all have been delivered: nothing processed since
+    /// the last commit counts, and every partition re-reads from there.
+    pub(super) fn rewind_undelivered(&mut self, shared: &Shared) {
+        warn!("outputs not all delivered; rewinding to the last commit");
+        self.rewind(shared);
+    }
+
+    /// Whether an output delivery failed since the last call.
+    pub(super) fn delivery_failed(&mut self, shared: &Shared) -> bool {
+        let failures = shared.stats.delivery_failures.load(Relaxed);
+        std::mem::replace(&mut self.failures_seen, failures) != failures
+    }
+
+    /// Aborts the open transaction and rewinds every partition to its last commit.
+    pub(super) fn abort(&mut self, shared: &Shared) -> anyhow::Result<()> {
+        if shared.config.kafka.processing_guarantee == Guarantee::ExactlyOnce {
+            shared.stats.aborts.fetch_add(1, Relaxed);
+            shared.producer.abort_transaction(TIMEOUT).map_err(|e| anyhow!("cannot abort the transaction: {e}"))?;
+            shared.producer.begin_transaction().map_err(|e| anyhow!("cannot begin a transaction: {e}"))?;
+        }
+        self.rewind(shared);
+        Ok(())
+    }
+
+    /// Throws away every partition's state and re-reads it up to the last commit.
+    pub(super) fn rewind(&mut self, shared: &Shared) {
+        shared.stats.rewinds.fetch_add(1, Relaxed);
+        self.epochs.forget();
+        let partitions: Vec<i32> = self.tasks.keys().copied().collect();
+        for p in partitions {
+            self.reset_task(shared, p, true);
+        }
+        self.dirty = false;
+    }
+}
+
+enum TxnError {
+    Retry,
+    Abort,
+    Fatal,
+}
+
+fn txn_error(e: &KafkaError) -> TxnError {
+    match e {
+        KafkaError::Transaction(t) if t.is_fatal() => TxnError::Fatal,
+        KafkaError::Transaction(t) if t.txn_requires_abort() => TxnError::Abort,
+        KafkaError::Transaction(t) if t.is_retriable() => TxnError::Retry,
+        _ => TxnError::Abort,
+    }
+}
+
+/// Waits until every produced message is acknowledged (or failed), by librdkafka's own flush
+/// for the whole timeout. While it runs, the producer sends at once what waits for `linger.ms`;
+/// with delivery reports as events (rust-rdkafka's choice) it waits, on a condition variable,
+/// until the producer's own thread has served them all. rust-rdkafka's `flush` instead calls it
+/// with no timeout and polls in 100 ms steps: with the threaded producer's thread taking the
+/// reports, it usually slept a full step (75–100 ms per commit, measured). A sleep loop on the
+/// queue length, used before, still sat out the linger before each commit: a twentieth of the
+/// processing thread at the default 100 ms commit interval.
+pub(super) fn wait_delivered(producer: &ThreadedProducer<DeliveryCounter>, timeout: Duration) -> KafkaResult<()> {
+    let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: the producer's client pointer is valid while the producer is borrowed.
+    let err = unsafe { rdkafka::bindings::rd_kafka_flush(producer.client().native_ptr(), timeout_ms) };
+    match err {
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+        e => Err(KafkaError::Flush(e.into())),
+    }
+}
+
+/// Sends one record, waiting while librdkafka's queue is full (backpressure, not loss).
+pub(super) fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
+    producer: &ThreadedProducer<DeliveryCounter>,
+    mut record: BaseRecord<'_, K, P, usize>,
+) -> anyhow::Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, r)) => return Err(anyhow!("cannot produce to {}: {e}", r.topic)),
+        }
+    }
+}
+
+/// Positions as a list to commit.
+fn offsets_list(topics: [&str; 3], positions: &[Position]) -> KafkaResult<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::new();
+    for &(s, p, offset) in positions {
+        tpl.add_partition_offset(topics[s], p, Offset::Offset(offset))?;
+    }
+    Ok(tpl)
+}

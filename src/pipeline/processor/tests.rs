@@ -1,0 +1,66 @@
+//! The processor's threads played by hand, on librdkafka's mock cluster.
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::TopicPartitionList;
+
+use super::poll::Staged;
+use super::*;
+use crate::pipeline::demo::on_mock_cluster;
+use crate::pipeline::task::Copier;
+
+/// A processor on librdkafka's mock cluster, not running: a test plays both its threads.
+fn processor(mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> Processor {
+    let config = on_mock_cluster(mock, 2).unwrap();
+    Processor::new(Arc::new(config), Arc::new(Scorecard::default_scorecard()), Arc::new(Stats::default())).unwrap()
+}
+
+fn staged(source: usize, partition: i32, generation: u64, offset: i64) -> Staged {
+    let payload = format!(
+        r#"{{"event_id":"e{source}-{offset}","customer_id":"c1","timestamp":"2026-03-02T0{source}:00:00Z","type":"session","duration_seconds":60}}"#
+    );
+    Staged { source, partition, generation, record: Copier::default().copy(offset, Some(b"c1"), payload.as_bytes()) }
+}
+
+/// The case the generations exist for, played deterministically: the polling thread polls
+/// messages, a rebalance (or a rewind) resets one input before the processing thread takes
+/// them, and they arrive after it. What that input polled before its reset belongs to a
+/// task that no longer exists and is dropped, with the position read then; the other inputs'
+/// messages, polled in the same generation, are kept; what is polled after is kept.
+#[test]
+fn messages_in_flight_across_a_reset_of_their_input_are_dropped_and_only_theirs() {
+    let mock = MockCluster::new(1).unwrap();
+    let processor = processor(&mock);
+    let (shared, consumer) = (&processor.shared, &processor.consumer);
+    let mut state = shared.lock();
+    let task = PartitionTask::new(0, shared.new_engine(&state.scorecard));
+    state.tasks.insert(0, task);
+    let before = shared.generation.load(Relaxed);
+    let in_flight = Handover {
+        messages: vec![staged(0, 0, before, 5), staged(1, 0, before, 3), staged(0, 1, before, 7)],
+        positions: vec![(0, 0, 6), (1, 0, 4)],
+        generation: before,
+    };
+    // The rebalance callback, on the polling thread: a new generation, then usage partition
+    // 0 is assigned again (its task's input starts over).
+    shared.generation.fetch_add(1, Relaxed);
+    let mut usage_0 = TopicPartitionList::new();
+    usage_0.add_partition(&shared.config.kafka.topics.usage, 0);
+    state.mark_reset(shared, &usage_0);
+
+    state.enqueue(shared, consumer, in_flight, Instant::now());
+    let inputs = &state.tasks[&0].inputs;
+    assert_eq!(inputs[0].len(), 0, "usage 0 was polled before its reset: dropped");
+    assert_eq!(inputs[0].consumer_position, None, "and so is the position read with it");
+    assert_eq!(inputs[1].len(), 1, "support 0 was not reset: kept");
+    assert_eq!(inputs[1].consumer_position, Some(4));
+    assert_eq!(shared.stats.consumed[0].load(Relaxed), 0, "nothing counted for what was dropped");
+    assert_eq!(shared.stats.consumed[1].load(Relaxed), 1);
+
+    let after = shared.generation.load(Relaxed);
+    let polled_after =
+        Handover { messages: vec![staged(0, 0, after, 0)], positions: vec![(0, 0, 1)], generation: after };
+    state.enqueue(shared, consumer, polled_after, Instant::now());
+    let inputs = &state.tasks[&0].inputs;
+    assert_eq!(inputs[0].len(), 1, "polled after the reset: kept");
+    assert_eq!(inputs[0].consumer_position, Some(1));
+}
