@@ -8,6 +8,7 @@ use std::collections::BinaryHeap;
 use std::io;
 
 use super::read::{Head, TextLines};
+use super::reorder::Reordered;
 use super::spill::RunLines;
 use crate::event::{KnownTime, Millis};
 
@@ -28,6 +29,7 @@ pub struct Line<'a> {
 
 pub(crate) enum Stream {
     Text(Box<TextLines>),
+    Reordered(Box<Reordered>),
     Run(RunLines),
 }
 
@@ -35,6 +37,7 @@ impl Stream {
     fn advance(&mut self) -> io::Result<bool> {
         match self {
             Stream::Text(s) => s.advance(),
+            Stream::Reordered(s) => s.advance(),
             Stream::Run(s) => s.advance(),
         }
     }
@@ -42,6 +45,7 @@ impl Stream {
     fn head(&self) -> Head {
         match self {
             Stream::Text(s) => s.head(),
+            Stream::Reordered(s) => s.head(),
             Stream::Run(s) => s.head(),
         }
     }
@@ -49,6 +53,7 @@ impl Stream {
     fn bytes(&self) -> &[u8] {
         match self {
             Stream::Text(s) => s.bytes(),
+            Stream::Reordered(s) => s.bytes(),
             Stream::Run(s) => s.bytes(),
         }
     }

@@ -13,12 +13,15 @@
 
 mod merge;
 mod read;
+mod reorder;
 mod spill;
 
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use crate::event::Millis;
 pub use merge::{Line, Lines};
 use read::{Place, TextLines};
 
@@ -84,6 +87,9 @@ pub enum InputError {
 enum Plan {
     /// In order: read as it is.
     InOrder(Place),
+    /// Nearly in order: read through a reorder buffer of `window`, its outliers (line numbers
+    /// in `skip`) from their sorted run.
+    Reordered { place: Place, window: Millis, skip: Arc<[u64]>, outliers: Option<PathBuf> },
     /// Not in order: its sorted runs.
     Sorted(Vec<PathBuf>),
 }
@@ -115,18 +121,31 @@ impl History {
                 }
             };
             let read_error = |source| InputError::Read { name: name.clone(), source };
-            let (lines, in_order) = scan(&place).map_err(read_error)?;
-            let plan = if in_order {
+            let memory = options.memory.max(1);
+            let mut scanned = scan(&place, memory / 2).map_err(read_error)?;
+            let plan = if scanned.in_order {
                 Plan::InOrder(place)
+            } else if let Some(skip) = scanned.skip {
+                let outliers = if scanned.outliers.is_empty() {
+                    None
+                } else {
+                    let path = history.spill_dir(options)?.join(format!("input{i}-outliers"));
+                    scanned
+                        .outliers
+                        .write_run(&path)
+                        .map_err(|source| InputError::Spill { dir: path.display().to_string(), source })?;
+                    Some(path)
+                };
+                Plan::Reordered { place, window: scanned.window, skip: skip.into(), outliers }
             } else {
                 let dir = history.spill_dir(options)?;
-                let runs = spill::sort(&place, options.memory.max(1), &dir, i)
+                let runs = spill::sort(&place, memory, &dir, i)
                     .map_err(|source| InputError::Spill { dir: dir.display().to_string(), source })?;
                 Plan::Sorted(runs)
             };
             history.names.push(name);
             history.plans.push(plan);
-            history.lines.push(lines);
+            history.lines.push(scanned.lines);
         }
         Ok(history)
     }
@@ -157,6 +176,13 @@ impl History {
                 Plan::InOrder(place) => {
                     streams.push((file, merge::Stream::Text(Box::new(TextLines::open(place).map_err(named)?))))
                 }
+                Plan::Reordered { place, window, skip, outliers } => {
+                    let r = reorder::Reordered::open(place, *window, skip.clone()).map_err(named)?;
+                    streams.push((file, merge::Stream::Reordered(Box::new(r))));
+                    if let Some(run) = outliers {
+                        streams.push((file, merge::Stream::Run(spill::RunLines::open(run).map_err(named)?)));
+                    }
+                }
                 Plan::Sorted(runs) => {
                     for run in runs {
                         streams.push((file, merge::Stream::Run(spill::RunLines::open(run).map_err(named)?)));
@@ -182,23 +208,50 @@ impl History {
         self.lines.iter().sum()
     }
 
-    /// How many sources were not in event-time order and had to be sorted.
+    /// How many sources were not in event-time order and had to be sorted (not counting those
+    /// a reorder buffer puts in order).
     pub fn sorted_sources(&self) -> usize {
         self.plans.iter().filter(|p| matches!(p, Plan::Sorted(_))).count()
     }
 }
 
-/// A source's non-blank lines, and whether they are in event-time order.
-fn scan(place: &Place) -> io::Result<(u64, bool)> {
+/// What the first look at a source learned.
+struct Scanned {
+    /// Non-blank lines.
+    lines: u64,
+    in_order: bool,
+    /// The most a line not in `outliers` is later than the latest time before it.
+    window: Millis,
+    /// The lines later than [`reorder::WINDOW`], while they fit the memory given to the scan;
+    /// `skip` their line numbers, `None` once they do not fit (the source is then sorted).
+    outliers: spill::Held,
+    skip: Option<Vec<u64>>,
+}
+
+fn scan(place: &Place, memory: usize) -> io::Result<Scanned> {
     let mut lines = TextLines::open(place)?;
-    let (mut n, mut last, mut in_order) = (0, crate::event::Millis::MIN, true);
+    let mut s = Scanned { lines: 0, in_order: true, window: 0, outliers: Default::default(), skip: Some(Vec::new()) };
+    let mut max_seen = Millis::MIN;
     while lines.advance()? {
-        n += 1;
-        let t = lines.head().time;
-        in_order &= t >= last;
-        last = t;
+        s.lines += 1;
+        let head = lines.head();
+        if head.time >= max_seen {
+            max_seen = head.time;
+            continue;
+        }
+        s.in_order = false;
+        let late = max_seen.saturating_sub(head.time);
+        if late <= reorder::WINDOW {
+            s.window = s.window.max(late);
+        } else if let Some(skip) = s.skip.as_mut() {
+            if s.outliers.push(head, lines.bytes(), memory) {
+                skip.push(head.line);
+            } else {
+                (s.skip, s.outliers) = (None, Default::default());
+            }
+        }
     }
-    Ok((n, in_order))
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -219,16 +272,27 @@ mod tests {
     }
 
     #[test]
-    fn ties_keep_source_order_then_line_order_and_unordered_sources_are_sorted() {
-        let a = [line("10:00:00", "a1"), line("09:00:00", "a2"), line("10:00:00", "a3")].join("\n");
-        let b = [line("09:30:00", "b1"), line("10:00:00", "b2")].join("\n");
-        let inputs = [("a", a), ("b", b)].map(|(n, t)| Input { name: n.into(), bytes: t.into_bytes() });
-        let options = ReadOptions { memory: 1, tmp_dir: None };
-        let history = History::open(inputs.into_iter().map(Source::Memory).collect(), &options).unwrap();
-        assert_eq!(history.sorted_sources(), 1);
-        assert_eq!(history.line_count(), 5);
-        let expected = vec![(0, 2), (1, 1), (0, 1), (0, 3), (1, 2)];
-        assert_eq!(order(&history), expected);
-        assert_eq!(order(&history), expected, "a second pass reads the same");
+    fn ties_keep_source_order_then_line_order_whether_a_source_is_reordered_or_sorted() {
+        let a = [
+            line("10:00:00", "a1"),
+            line("09:30:00", "a2"),
+            line("10:00:00", "a3"),
+            line("07:00:00", "a4"),
+            line("06:00:00", "a5"),
+        ];
+        let b = [line("09:30:00", "b1"), line("10:00:00", "b2"), line("08:00:00", "b3")];
+        let inputs =
+            [("a", a.join("\n")), ("b", b.join("\r\n"))].map(|(n, t)| Input { name: n.into(), bytes: t.into_bytes() });
+        let expected = vec![(0, 5), (0, 4), (1, 3), (0, 2), (1, 1), (0, 1), (0, 3), (1, 2)];
+        // Half a megabyte: late lines are outliers and the rest goes through the reorder buffer.
+        // One byte: a's two outliers do not fit, and it is sorted on disk (b's one does).
+        for (memory, sorted) in [(1 << 20, 0), (1, 1)] {
+            let options = ReadOptions { memory, tmp_dir: None };
+            let history = History::open(inputs.iter().cloned().map(Source::Memory).collect(), &options).unwrap();
+            assert_eq!(history.sorted_sources(), sorted);
+            assert_eq!(history.line_count(), 8);
+            assert_eq!(order(&history), expected, "memory {memory}");
+            assert_eq!(order(&history), expected, "a second pass reads the same");
+        }
     }
 }

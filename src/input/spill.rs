@@ -24,13 +24,54 @@ const RUN_BUFFER: usize = 1 << 16;
 /// Size of a record's fixed part: time, line, known flag, start, len, millis, byte count.
 const HEADER: usize = 8 + 8 + 1 + 4 + 4 + 8 + 4;
 
-/// What a held line costs besides its bytes.
-const PER_LINE: usize = std::mem::size_of::<Held>();
+/// Lines held in memory for a run: their bytes in one arena, sorted by (time, line) when written.
+#[derive(Default)]
+pub(crate) struct Held {
+    arena: Vec<u8>,
+    lines: Vec<(Head, usize, usize)>,
+}
 
-struct Held {
-    head: Head,
-    start: usize,
-    len: usize,
+impl Held {
+    /// Adds a line if it fits in `memory` bytes of capacity (growing the buffers exactly, never
+    /// doubling past the limit); `false` if it does not (always `true` into empty buffers).
+    pub(crate) fn push(&mut self, head: Head, bytes: &[u8], memory: usize) -> bool {
+        const PER_LINE: usize = std::mem::size_of::<(Head, usize, usize)>();
+        let (need_bytes, need_lines) = (self.arena.len() + bytes.len(), self.lines.len() + 1);
+        if need_bytes > self.arena.capacity() || need_lines > self.lines.capacity() {
+            let bytes_cap = (self.arena.capacity() * 2).max(need_bytes).max(4096);
+            let lines_cap = (self.lines.capacity() * 2).max(need_lines).max(64);
+            let (bytes_cap, lines_cap) = if bytes_cap + lines_cap * PER_LINE <= memory {
+                (bytes_cap, lines_cap)
+            } else if need_bytes + need_lines * PER_LINE <= memory || self.lines.is_empty() {
+                // The last step to the limit: split what is left in proportion.
+                let spare = memory.saturating_sub(need_bytes + need_lines * PER_LINE);
+                (need_bytes + spare * 4 / 5, need_lines + spare / 5 / PER_LINE)
+            } else {
+                return false;
+            };
+            self.arena.reserve_exact(bytes_cap.max(need_bytes) - self.arena.len());
+            self.lines.reserve_exact(lines_cap.max(need_lines) - self.lines.len());
+        }
+        self.lines.push((head, self.arena.len(), bytes.len()));
+        self.arena.extend_from_slice(bytes);
+        true
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// Writes the held lines to `path` in (time, line) order and empties the buffers.
+    pub(crate) fn write_run(&mut self, path: &Path) -> io::Result<()> {
+        self.lines.sort_unstable_by_key(|(h, _, _)| (h.time, h.line));
+        let mut w = BufWriter::with_capacity(RUN_BUFFER, File::create(path)?);
+        for (head, start, len) in &self.lines {
+            write_record(&mut w, head, &self.arena[*start..*start + *len])?;
+        }
+        self.lines.clear();
+        self.arena.clear();
+        w.flush()
+    }
 }
 
 /// Sorts the source at `place` into at most [`FAN_IN`] sorted run files in `dir`, named after
@@ -38,24 +79,19 @@ struct Held {
 pub(crate) fn sort(place: &Place, memory: usize, dir: &Path, tag: usize) -> io::Result<Vec<PathBuf>> {
     let mut lines = TextLines::open(place)?;
     let mut runs = Vec::new();
-    let mut arena: Vec<u8> = Vec::new();
-    let mut held: Vec<Held> = Vec::new();
+    let mut held = Held::default();
     let name = |runs: &Vec<PathBuf>| dir.join(format!("input{tag}-run{}", runs.len()));
     while lines.advance()? {
-        let bytes = lines.bytes();
-        if !held.is_empty() && arena.len() + bytes.len() + (held.len() + 1) * PER_LINE > memory {
+        if !held.push(lines.head(), lines.bytes(), memory) {
             let path = name(&runs);
-            write_run(&path, &mut held, &arena)?;
+            held.write_run(&path)?;
             runs.push(path);
-            held.clear();
-            arena.clear();
+            assert!(held.push(lines.head(), lines.bytes(), memory), "empty buffers take any line");
         }
-        held.push(Held { head: lines.head(), start: arena.len(), len: bytes.len() });
-        arena.extend_from_slice(bytes);
     }
     if !held.is_empty() {
         let path = name(&runs);
-        write_run(&path, &mut held, &arena)?;
+        held.write_run(&path)?;
         runs.push(path);
     }
     // Merge down, FAN_IN runs into one, until few enough are left to merge with the rest.
@@ -74,15 +110,6 @@ pub(crate) fn sort(place: &Place, memory: usize, dir: &Path, tag: usize) -> io::
         runs = merged;
     }
     Ok(runs)
-}
-
-fn write_run(path: &Path, held: &mut [Held], arena: &[u8]) -> io::Result<()> {
-    held.sort_unstable_by_key(|h| (h.head.time, h.head.line));
-    let mut w = BufWriter::with_capacity(RUN_BUFFER, File::create(path)?);
-    for h in held.iter() {
-        write_record(&mut w, &h.head, &arena[h.start..h.start + h.len])?;
-    }
-    w.flush()
 }
 
 fn write_record(w: &mut impl Write, head: &Head, bytes: &[u8]) -> io::Result<()> {
