@@ -3,13 +3,15 @@
 //! line by line in event-time order without ever holding the history.
 //!
 //! [`History::open`] looks at every source once (a cheap scan: line breaks and the quick-read
-//! timestamp) to count its lines and learn whether it is already in event-time order. Sources
-//! in order are read straight from disk at every pass, merged k-way ([`merge`]); a source that
-//! is not is sorted externally once, into runs in a temporary directory ([`spill`]), which the
-//! merge then reads instead. Standard input is copied to that directory, so it can be read
-//! more than once too. [`History::lines`] starts a new pass each time it is called; the
-//! directory goes when the [`History`] is dropped. Memory: a read buffer per source or run and
-//! at most [`ReadOptions::memory`] bytes of lines while sorting.
+//! timestamp) to count its lines and learn how far it is from event-time order. A source in
+//! order is read straight from disk at every pass; one nearly in order (lines at most an hour
+//! late but for a few outliers) through a small reorder buffer (`reorder.rs`), its outliers from
+//! a sorted run; any other is sorted externally once, into runs in a temporary directory
+//! (`spill.rs`). All of them are merged k-way (`merge.rs`). Standard input is copied to that
+//! directory, so it can be read more than once too. [`History::lines`] starts a new pass each
+//! time it is called; the directory goes when the [`History`] is dropped. Memory: a read buffer
+//! per source or run, the reorder buffers, and at most [`ReadOptions::memory`] bytes of lines
+//! while sorting. docs/replay-and-backtest.md says why and when.
 
 mod merge;
 mod read;
