@@ -52,7 +52,8 @@ enum Command {
     Replay {
         #[command(flatten)]
         read: ReadArgs,
-        /// Where to write output events (default: standard output).
+        /// Where to write output events (default, or `-`: standard output); gzip-compressed when
+        /// the name ends in `.gz`.
         #[arg(long, short)]
         output: Option<PathBuf>,
         /// Where to write rejected lines with their reasons (default: counted only).
@@ -453,6 +454,59 @@ impl HistoryArgs {
     }
 }
 
+/// Where `replay` writes its outputs: one buffered writer, to a file (gzip when it is named
+/// `*.gz`) or standard output.
+enum Sink {
+    Plain(BufWriter<Box<dyn Write>>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+impl Sink {
+    fn create(path: Option<&std::path::Path>) -> Result<Sink> {
+        let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
+            return Ok(Sink::Plain(BufWriter::with_capacity(1 << 16, Box::new(io::stdout().lock()))));
+        };
+        let file = File::create(p).with_context(|| format!("cannot create output {}", p.display()))?;
+        let file = BufWriter::with_capacity(1 << 16, file);
+        Ok(if p.extension().is_some_and(|e| e == "gz") {
+            Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+        } else {
+            Sink::Plain(BufWriter::with_capacity(1 << 16, Box::new(file)))
+        })
+    }
+
+    /// Flushes everything (and ends the gzip stream).
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Sink::Plain(mut w) => w.flush(),
+            Sink::Gzip(e) => e.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.write_all(buf),
+            Sink::Gzip(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+        }
+    }
+}
+
 /// Writes `text` to `dir/name`, creating `dir`.
 fn write_in(dir: &std::path::Path, name: &str, text: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
@@ -570,12 +624,7 @@ fn run(cli: Cli) -> Result<()> {
                     engine
                 })
                 .collect();
-            let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(BufWriter::new(
-                    File::create(p).with_context(|| format!("cannot create output {}", p.display()))?,
-                )),
-                None => Box::new(BufWriter::new(io::stdout().lock())),
-            };
+            let mut out = Sink::create(output.as_deref())?;
             let mut dlq: Option<BufWriter<File>> = match &dead_letters {
                 Some(p) => Some(BufWriter::new(
                     File::create(p).with_context(|| format!("cannot create dead-letter file {}", p.display()))?,
@@ -591,6 +640,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
             })
             .context("cannot write output")?;
+            out.finish().context("cannot write output")?;
             if let Some(e) = dlq_error {
                 return Err(e).context("cannot write dead letters");
             }

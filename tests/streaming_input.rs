@@ -1,7 +1,7 @@
 //! Issue 28: history read in bounded memory gives exactly what the old whole-history read gave.
 //! The k-way merge and the external sort against the old in-memory stable sort (property test),
 //! and the binary on inputs as users have them: standard input, gzip, zstd, a history larger
-//! than `--memory`, a byte-order mark, CRLF, an empty input.
+//! than `--memory`, a byte-order mark, CRLF, an empty input; and `--output -` and `*.gz`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -156,7 +156,7 @@ fn replay_file(path: &Path, extra: &[&str]) -> Vec<u8> {
 }
 
 #[test]
-fn standard_input_gzip_and_zstd_replay_like_the_plain_file() {
+fn standard_input_gzip_and_zstd_replay_like_the_plain_file_and_gzip_output_unzips_to_it() {
     let dir = scratch("compressed");
     let bytes = history_bytes();
     let plain = dir.join("events.ndjson");
@@ -179,6 +179,14 @@ fn standard_input_gzip_and_zstd_replay_like_the_plain_file() {
     let zst_path = dir.join("events.zst");
     std::fs::write(&zst_path, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
     assert_eq!(replay_file(&zst_path, &[]), expected, "zstd");
+
+    let gz_out = dir.join("out.ndjson.gz");
+    replay_file(&plain, &["--output", gz_out.to_str().unwrap()]);
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(std::fs::File::open(&gz_out).unwrap()), &mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, expected, "--output *.gz");
+    assert_eq!(replay_file(&plain, &["--output", "-"]), expected, "--output - is standard output");
 
     for (what, input) in [("plain", &bytes), ("gzip", &gz)] {
         let (code, out, err) = replay_cli(&["--input".as_ref(), "-".as_ref()], Some(input));
