@@ -4,7 +4,7 @@ CARGO ?= cargo
 # by the built-in generator (~1 s). Same seed, same bytes, on every machine.
 SAMPLE := target/sample/events.ndjson
 
-.PHONY: run replay test test-kafka build bench bench-kafka eval fuzz fuzz-smoke lint check-deploy fmt clean
+.PHONY: run replay test test-kafka build bench bench-kafka bench-replay eval fuzz fuzz-smoke lint check-deploy fmt clean
 
 ## The whole pipeline on an in-process mock Kafka cluster with a synthetic population (no Kafka
 ## needed): a live summary every second for DURATION seconds (Ctrl-C stops it sooner).
@@ -89,3 +89,9 @@ fmt:
 clean:
 	$(CARGO) clean
 include scripts/kafka.mk
+
+## replay's lines/s and resident memory on a generated 9 M-line history, against a plain
+## serde_json parse and DuckDB's daily-score batch of the same file (LONG=1: also a history 10x
+## longer; ~15 GB of disk under target/bench).
+bench-replay:
+	scripts/bench-replay.sh

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod event;
 pub mod generate;
 pub mod hash;
+pub mod input;
 pub mod memory;
 pub mod output;
 pub mod parallel;

@@ -15,10 +15,11 @@ use std::time::Duration;
 use healthscore::backtest::{self, ObserveConfig, Observed, Outcomes, Split};
 use healthscore::engine::{Engine, EngineConfig};
 use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
+use healthscore::input::{History, ReadOptions, Source};
 use healthscore::pipeline::demo::{run_demo, DemoOptions};
 use healthscore::pipeline::http::{self, Api};
 use healthscore::pipeline::{Config, Processor, Stats};
-use healthscore::replay::{dead_letter_json, rejected_by_reason, replay, Input};
+use healthscore::replay::{dead_letter_json, rejected_by_reason, replay};
 use healthscore::score::{Band, Scorecard};
 use healthscore::signal::Signal;
 
@@ -49,10 +50,10 @@ enum LogFormat {
 enum Command {
     /// Score NDJSON event history and write the output events as NDJSON.
     Replay {
-        /// Input files (NDJSON, any mix of the three sources, in any order).
-        #[arg(long, short, required = true, num_args = 1..)]
-        input: Vec<PathBuf>,
-        /// Where to write output events (default: standard output).
+        #[command(flatten)]
+        read: ReadArgs,
+        /// Where to write output events (default, or `-`: standard output); gzip-compressed when
+        /// the name ends in `.gz`.
         #[arg(long, short)]
         output: Option<PathBuf>,
         /// Where to write rejected lines with their reasons (default: counted only).
@@ -331,12 +332,56 @@ fn init_logs(format: LogFormat) {
     }
 }
 
+/// What `replay`, `backtest` and `calibrate` read, and how.
+#[derive(Args)]
+struct ReadArgs {
+    /// Input files: NDJSON, any mix of the three sources, in any order; gzip or zstd
+    /// compressed (told by content); `-` for standard input.
+    #[arg(long, short, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Memory for sorting an input that is not in event-time order (K, M, G suffixes); past it,
+    /// sorted runs are spilled to --tmp-dir.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    memory: usize,
+    /// Where sorted runs and standard input are kept while reading (default: the system's
+    /// temporary directory); removed at the end.
+    #[arg(long, value_name = "DIR")]
+    tmp_dir: Option<PathBuf>,
+}
+
+impl ReadArgs {
+    /// Opens the inputs (see `healthscore::input`); an input with no events at all is an error.
+    fn open(&self) -> Result<History> {
+        let options = ReadOptions { memory: self.memory, tmp_dir: self.tmp_dir.clone() };
+        let history = History::open(self.input.iter().map(|p| Source::from_arg(p)).collect(), &options)?;
+        if history.line_count() == 0 {
+            bail!("no events in {}", history.names().join(", "));
+        }
+        Ok(history)
+    }
+}
+
+/// A size in bytes: a number with an optional K, M or G suffix (powers of 1024; `B`, `iB` allowed).
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&t[..i], 10),
+        Some((i, 'M' | 'm')) => (&t[..i], 20),
+        Some((i, 'G' | 'g')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    match digits.trim().parse::<usize>() {
+        Ok(n) if n > 0 => n.checked_shl(shift).filter(|v| v >> shift == n).ok_or(format!("{text} is too large")),
+        _ => Err(format!("{text:?} is not a size (e.g. 256M, 1G, 65536)")),
+    }
+}
+
 /// What `backtest` and `calibrate` read, and how they observe it.
 #[derive(Args)]
 struct HistoryArgs {
-    /// Input files (NDJSON, any mix of the three sources, in any order), as for `replay`.
-    #[arg(long, short, required = true, num_args = 1..)]
-    input: Vec<PathBuf>,
+    #[command(flatten)]
+    read: ReadArgs,
     /// Scorecard TOML (default: the built-in scorecard).
     #[arg(long)]
     scorecard: Option<PathBuf>,
@@ -400,8 +445,9 @@ impl HistoryArgs {
             warmup_days: self.warmup_days.unwrap_or(scorecard.rules.warmup_days),
             outcomes,
         };
-        let inputs = read_inputs(&self.input)?;
-        let observed = backtest::observe(scorecard.clone(), EngineConfig::default(), &inputs, &labels, &cfg);
+        let history = self.read.open()?;
+        let observed = backtest::observe(scorecard.clone(), EngineConfig::default(), &history, &labels, &cfg)
+            .context("cannot read the history")?;
         if observed.observations.is_empty() {
             bail!(
                 "no observations: the history is shorter than --every-days ({}) plus the warm-up ({} days), or every outcome is unknown",
@@ -413,14 +459,57 @@ impl HistoryArgs {
     }
 }
 
-fn read_inputs(paths: &[PathBuf]) -> Result<Vec<Input>> {
-    paths
-        .iter()
-        .map(|p| {
-            let bytes = std::fs::read(p).with_context(|| format!("cannot read input {}", p.display()))?;
-            Ok(Input { name: p.display().to_string(), bytes })
+/// Where `replay` writes its outputs: one buffered writer, to a file (gzip when it is named
+/// `*.gz`) or standard output.
+enum Sink {
+    Plain(BufWriter<Box<dyn Write>>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+impl Sink {
+    fn create(path: Option<&std::path::Path>) -> Result<Sink> {
+        let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
+            return Ok(Sink::Plain(BufWriter::with_capacity(1 << 16, Box::new(io::stdout().lock()))));
+        };
+        let file = File::create(p).with_context(|| format!("cannot create output {}", p.display()))?;
+        let file = BufWriter::with_capacity(1 << 16, file);
+        Ok(if p.extension().is_some_and(|e| e == "gz") {
+            Sink::Gzip(flate2::write::GzEncoder::new(file, flate2::Compression::fast()))
+        } else {
+            Sink::Plain(BufWriter::with_capacity(1 << 16, Box::new(file)))
         })
-        .collect()
+    }
+
+    /// Flushes everything (and ends the gzip stream).
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Sink::Plain(mut w) => w.flush(),
+            Sink::Gzip(e) => e.finish()?.flush(),
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Gzip(w) => w.write(buf),
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.write_all(buf),
+            Sink::Gzip(w) => w.write_all(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Gzip(w) => w.flush(),
+        }
+    }
 }
 
 /// Writes `text` to `dir/name`, creating `dir`.
@@ -504,7 +593,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Replay {
-            input,
+            read,
             output,
             dead_letters,
             scorecard,
@@ -515,8 +604,8 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
         } => {
             let scorecard = load_scorecard(scorecard.as_ref())?;
-            // No customer bound in replay: the history is in memory already, and one engine may
-            // hold what the service spreads over many partitions.
+            // No customer bound in replay: one engine may hold what the service spreads over many
+            // partitions, and a replay has no other tenant to protect.
             let config = EngineConfig {
                 allowed_lateness_secs: lateness_secs,
                 retention_days,
@@ -529,7 +618,8 @@ fn run(cli: Cli) -> Result<()> {
                 let lines: Vec<String> = issues.iter().map(|(k, r)| format!("  {k}: {r}")).collect();
                 bail!("invalid engine settings:\n{}", lines.join("\n"));
             }
-            let inputs = read_inputs(&input)?;
+            let started = std::time::Instant::now();
+            let history = read.open()?;
             let scorecard = Arc::new(scorecard);
             let now = healthscore::pipeline::metrics::wall_clock_millis();
             let mut engines: Vec<Engine> = (0..partitions)
@@ -539,12 +629,7 @@ fn run(cli: Cli) -> Result<()> {
                     engine
                 })
                 .collect();
-            let mut out: Box<dyn Write> = match &output {
-                Some(p) => Box::new(BufWriter::new(
-                    File::create(p).with_context(|| format!("cannot create output {}", p.display()))?,
-                )),
-                None => Box::new(BufWriter::new(io::stdout().lock())),
-            };
+            let mut out = Sink::create(output.as_deref())?;
             let mut dlq: Option<BufWriter<File>> = match &dead_letters {
                 Some(p) => Some(BufWriter::new(
                     File::create(p).with_context(|| format!("cannot create dead-letter file {}", p.display()))?,
@@ -552,14 +637,15 @@ fn run(cli: Cli) -> Result<()> {
                 None => None,
             };
             let mut dlq_error = None;
-            let summary = replay(&mut engines, &inputs, &mut out, |d| {
+            let summary = replay(&mut engines, &history, &mut out, |d| {
                 if let Some(w) = dlq.as_mut() {
-                    if let Err(e) = writeln!(w, "{}", dead_letter_json(&inputs, &d)) {
+                    if let Err(e) = writeln!(w, "{}", dead_letter_json(history.name(d.file), &d)) {
                         dlq_error.get_or_insert(e);
                     }
                 }
             })
             .context("cannot write output")?;
+            out.finish().context("cannot write output")?;
             if let Some(e) = dlq_error {
                 return Err(e).context("cannot write dead letters");
             }
@@ -567,7 +653,8 @@ fn run(cli: Cli) -> Result<()> {
                 w.flush().context("cannot write dead letters")?;
             }
             if !quiet {
-                let secs = summary.elapsed.as_secs_f64();
+                // Reading included: the scan and any sort of unordered inputs.
+                let secs = started.elapsed().as_secs_f64();
                 eprintln!(
                     "replayed {} lines in {:.2}s ({:.0} lines/s): {} applied, {} duplicates, {} rejected{}",
                     summary.lines,

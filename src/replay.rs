@@ -1,19 +1,23 @@
-//! `replay`: run the engine over NDJSON history files. How users try a scorecard on history and
-//! how the tests drive the engine end to end.
+//! `replay`: run the engine over NDJSON history. How users try a scorecard on history and how
+//! the tests drive the engine end to end.
 //!
-//! Inputs may mix the three sources and need not be sorted: lines are ordered by event time
-//! (stable, so ties keep file order) before they are applied, as if they had arrived in order.
+//! The history is read by [`crate::input`]: its sources may mix the three event sources and
+//! need not be sorted, and its lines come in event-time order (ties keep source order, then line
+//! order), as if they had arrived in order, a batch at a time: nothing holds the whole history.
 //! At the end stream time is advanced to the last event time the engines accepted (not a leap
 //! no other event confirmed, nor a rejected line's), so the allowed lateness does not hold back
 //! the last timers.
 
 use std::io::{self, Write};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use memchr::memmem;
 
 use crate::engine::{Engine, Outcome};
-use crate::event::{dead_letter_bytes, quick_string_field, quick_time, KnownTime, Millis, RejectReason, Rejection};
+use crate::event::{dead_letter_bytes, quick_string_field, KnownTime, Millis, RejectReason, Rejection};
+pub use crate::input::Input;
+use crate::input::{History, Line, Lines};
 use crate::output::Output;
 use crate::partition::kafka_partition;
 
@@ -37,13 +41,7 @@ pub struct ReplaySummary {
     pub elapsed: Duration,
 }
 
-/// An input file's bytes with a name for messages.
-pub struct Input {
-    pub name: String,
-    pub bytes: Vec<u8>,
-}
-
-/// Replays `inputs` through `engines`, one engine per partition, writing each output as a JSON
+/// Replays `history` through `engines`, one engine per partition, writing each output as a JSON
 /// line to `out` and handing each rejected line to `dead_letter` (in input order).
 ///
 /// With one engine, lines stream through it and outputs are written as they come. With several,
@@ -53,14 +51,15 @@ pub struct Input {
 /// and the outputs are merged by (timestamp, partition, order within the partition): the same
 /// input and partition count always give the same bytes. A partition's stream time only moves
 /// with its own events, so timers can fire at other points of the input than with a single
-/// engine: compare outputs between runs with the same partition count.
+/// engine: compare outputs between runs with the same partition count. (The partitions' outputs
+/// and dead letters are held until the end to be merged; the input is not.)
 pub fn replay(
     engines: &mut [Engine],
-    inputs: &[Input],
+    history: &History,
     out: &mut impl Write,
     dead_letter: impl FnMut(DeadLetter<'_>),
 ) -> io::Result<ReplaySummary> {
-    replay_with(engines, inputs, out, dead_letter, true)
+    replay_with(engines, history, out, dead_letter, true)
 }
 
 /// [`replay`], choosing whether stream time is advanced to the last event time at the end.
@@ -68,22 +67,22 @@ pub fn replay(
 /// input and is waiting for more (its stream time stays the allowed lateness behind).
 pub fn replay_with(
     engines: &mut [Engine],
-    inputs: &[Input],
+    history: &History,
     out: &mut impl Write,
     mut dead_letter: impl FnMut(DeadLetter<'_>),
     advance_to_end: bool,
 ) -> io::Result<ReplaySummary> {
     assert!(!engines.is_empty(), "replay needs at least one engine");
     let started = Instant::now();
-    let lines = ordered_lines(inputs);
-    let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
+    let mut summary = ReplaySummary::default();
 
     if let [engine] = engines {
         let mut buf = Vec::with_capacity(1 << 16);
         let mut write_error = None;
+        let mut feed = Merged { lines: history.lines()?, seq: 0 };
         let counts = run_partition(
             engine,
-            lines.iter().enumerate(),
+            &mut feed,
             advance_to_end.then_some(Millis::MAX),
             &[],
             |_, _| {},
@@ -97,46 +96,20 @@ pub fn replay_with(
                     buf.clear();
                 }
             },
-            |i, rejection| {
-                let l = &lines[i];
-                dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection })
+            |batch, i, rejection| {
+                let l = &batch.lines[i];
+                dead_letter(DeadLetter { file: l.file, line: l.line, bytes: batch.bytes(i), rejection })
             },
-        );
+        )?;
         if let Some(e) = write_error {
             return Err(e);
         }
         out.write_all(&buf)?;
+        summary.lines = feed.seq;
         summary.add(&counts);
     } else {
-        let n = engines.len() as u32;
-        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
-        let finder = memmem::Finder::new(b"\"customer_id\"");
-        for (i, l) in lines.iter().enumerate() {
-            parts[partition_of(&finder, l.bytes, n) as usize].push(i);
-        }
-        let lines = &lines;
-        let mut results: Vec<PartitionRun> = std::thread::scope(|scope| {
-            let handles: Vec<_> = engines
-                .iter_mut()
-                .zip(&parts)
-                .map(|(engine, part)| {
-                    scope.spawn(move || {
-                        let mut run = PartitionRun::default();
-                        run.counts = run_partition(
-                            engine,
-                            part.iter().map(|&i| (i, &lines[i])),
-                            None,
-                            &[],
-                            |_, _| {},
-                            |o| run.outputs.push((o.timestamp(), o.to_json())),
-                            |i, r| run.rejects.push((i, r)),
-                        );
-                        run
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("a replay partition panicked")).collect()
-        });
+        let (mut results, lines) = run_partitions(engines, history)?;
+        summary.lines = lines;
         // Every partition ends at the latest time any of them accepted, as one history.
         let end = engines.iter().filter_map(Engine::latest_event_time).max().filter(|_| advance_to_end);
         if let Some(end) = end {
@@ -156,7 +129,7 @@ pub fn replay_with(
         for (p, run) in results.iter().enumerate() {
             summary.add(&run.counts);
             outputs.extend(run.outputs.iter().enumerate().map(|(k, (t, json))| (*t, p, k, json.as_slice())));
-            rejects.extend(run.rejects.iter().cloned());
+            rejects.extend(run.rejects.iter());
         }
         outputs.sort_unstable_by_key(|&(t, p, k, _)| (t, p, k));
         let mut w = io::BufWriter::with_capacity(1 << 16, &mut *out);
@@ -165,15 +138,73 @@ pub fn replay_with(
             w.write_all(b"\n")?;
         }
         w.flush()?;
-        rejects.sort_unstable_by_key(|(i, _)| *i);
-        for (i, rejection) in rejects {
-            let l = &lines[i];
-            dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection });
+        rejects.sort_unstable_by_key(|r| r.seq);
+        for r in rejects {
+            dead_letter(DeadLetter { file: r.file, line: r.line, bytes: &r.bytes, rejection: r.rejection.clone() });
         }
     }
     out.flush()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
+}
+
+/// Reads `history` once, sending each line to its customer's partition, a batch at a time, and
+/// runs each partition's engine on its own thread. Returns what each partition did and how many
+/// lines there were.
+fn run_partitions(engines: &mut [Engine], history: &History) -> io::Result<(Vec<PartitionRun>, u64)> {
+    let n = engines.len();
+    let finder = memmem::Finder::new(b"\"customer_id\"");
+    std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(n);
+        let mut handles = Vec::with_capacity(n);
+        for engine in engines.iter_mut() {
+            let (tx, rx) = mpsc::sync_channel::<Batch>(16);
+            senders.push(tx);
+            handles.push(scope.spawn(move || {
+                let mut run = PartitionRun::default();
+                let mut feed = Received { rx, next: None };
+                let counts = run_partition(
+                    engine,
+                    &mut feed,
+                    None,
+                    &[],
+                    |_, _| {},
+                    |o| run.outputs.push((o.timestamp(), o.to_json())),
+                    |batch, i, rejection| {
+                        let l = &batch.lines[i];
+                        let bytes = batch.bytes(i).to_vec();
+                        run.rejects.push(Reject { seq: l.seq, file: l.file, line: l.line, bytes, rejection });
+                    },
+                );
+                run.counts = counts.expect("a partition's feed cannot fail");
+                run
+            }));
+        }
+        let mut seq = 0;
+        let mut route = || -> io::Result<()> {
+            let mut pending: Vec<Batch> = (0..n).map(|_| Batch::default()).collect();
+            let mut lines = history.lines()?;
+            while let Some(l) = lines.next()? {
+                let p = partition_of(&finder, l.bytes, n as u32) as usize;
+                pending[p].push(seq, &l);
+                seq += 1;
+                if pending[p].lines.len() == BATCH {
+                    // A closed channel is a partition that panicked: its join says so.
+                    let _ = senders[p].send(std::mem::take(&mut pending[p]));
+                }
+            }
+            for (p, batch) in pending.into_iter().enumerate() {
+                if !batch.lines.is_empty() {
+                    let _ = senders[p].send(batch);
+                }
+            }
+            Ok(())
+        };
+        let routed = route();
+        drop(senders);
+        let runs = handles.into_iter().map(|h| h.join().expect("a replay partition panicked")).collect();
+        routed.map(|()| (runs, seq))
+    })
 }
 
 /// Lines per [`Engine::apply_batch`] call: enough for the prefetches of a batch to overlap,
@@ -192,7 +223,16 @@ struct Counts {
 struct PartitionRun {
     counts: Counts,
     outputs: Vec<(Millis, Vec<u8>)>,
-    rejects: Vec<(usize, Rejection)>,
+    rejects: Vec<Reject>,
+}
+
+/// A line a partition rejected, kept to be reported in input order with the others'.
+struct Reject {
+    seq: u64,
+    file: usize,
+    line: usize,
+    bytes: Vec<u8>,
+    rejection: Rejection,
 }
 
 impl ReplaySummary {
@@ -204,53 +244,140 @@ impl ReplaySummary {
     }
 }
 
-/// Replays `inputs` through one engine like [`replay`], and also lets `observe` look at the
+/// Up to [`BATCH`] lines copied out of the reader, in order, with where each came from.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    lines: Vec<BatchLine>,
+}
+
+struct BatchLine {
+    /// Position in the whole history's order.
+    seq: u64,
+    time: Millis,
+    known: Option<KnownTime>,
+    file: usize,
+    line: usize,
+    start: usize,
+    len: usize,
+}
+
+impl Batch {
+    fn push(&mut self, seq: u64, l: &Line<'_>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(l.bytes);
+        let (time, known, file, line, len) = (l.time, l.known, l.file, l.line as usize, l.bytes.len());
+        self.lines.push(BatchLine { seq, time, known, file, line, start, len });
+    }
+
+    fn bytes(&self, i: usize) -> &[u8] {
+        let l = &self.lines[i];
+        &self.bytes[l.start..l.start + l.len]
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.lines.clear();
+    }
+}
+
+/// Where a partition's lines come from, in order.
+trait Feed {
+    /// The time of the next line; `None` at the end.
+    fn peek_time(&mut self) -> io::Result<Option<Millis>>;
+    /// Puts the next lines into the (empty) `batch`: at most [`BATCH`], none later than `until`.
+    fn fill(&mut self, batch: &mut Batch, until: Millis) -> io::Result<()>;
+}
+
+/// Straight from the reader, numbering the lines.
+struct Merged {
+    lines: Lines,
+    seq: u64,
+}
+
+impl Feed for Merged {
+    fn peek_time(&mut self) -> io::Result<Option<Millis>> {
+        self.lines.peek_time()
+    }
+
+    fn fill(&mut self, batch: &mut Batch, until: Millis) -> io::Result<()> {
+        while batch.lines.len() < BATCH && self.lines.peek_time()?.is_some_and(|t| t <= until) {
+            let line = self.lines.next()?.expect("peeked");
+            batch.push(self.seq, &line);
+            self.seq += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Batches the router sent to this partition (no ticks: `until` is never reached).
+struct Received {
+    rx: mpsc::Receiver<Batch>,
+    next: Option<Batch>,
+}
+
+impl Feed for Received {
+    fn peek_time(&mut self) -> io::Result<Option<Millis>> {
+        if self.next.is_none() {
+            self.next = self.rx.recv().ok();
+        }
+        Ok(self.next.as_ref().and_then(|b| b.lines.first()).map(|l| l.time))
+    }
+
+    fn fill(&mut self, batch: &mut Batch, _until: Millis) -> io::Result<()> {
+        if let Some(next) = self.next.take() {
+            *batch = next;
+        }
+        Ok(())
+    }
+}
+
+/// Replays `history` through one engine like [`replay`], and also lets `observe` look at the
 /// engine at each instant `ticks` returns (ascending; it is given the first and last event time
 /// of the history): once every line up to that instant has been applied and before any later
 /// one is. Outputs go to `on_output` instead of a writer.
 ///
 /// This is how `backtest` watches a history unfold: it reads every customer's state as of each
 /// observation date. Observing only reads, so the engine's outputs are exactly those of
-/// [`replay`]. Ticks after the last event time are not observed (nothing is known there).
+/// [`replay`]. Ticks after the last event time are not observed (nothing is known there). The
+/// history is read twice: once for its first and last times, once to replay it.
 pub fn replay_observed(
     engine: &mut Engine,
-    inputs: &[Input],
+    history: &History,
     ticks: impl FnOnce(Millis, Millis) -> Vec<Millis>,
     observe: impl FnMut(&Engine, Millis),
     mut on_output: impl FnMut(&Output),
     mut dead_letter: impl FnMut(DeadLetter<'_>),
-) -> ReplaySummary {
+) -> io::Result<ReplaySummary> {
     let started = Instant::now();
-    let lines = ordered_lines(inputs);
-    let last = supported_end(&lines, engine.config().max_lead_secs);
-    let first = lines.iter().map(|l| l.time).find(|t| *t != Millis::MIN);
+    let (first, last) = first_and_supported_end(history, engine.config().max_lead_secs)?;
     let ticks = match (first, last) {
         (Some(first), Some(last)) => ticks(first, last),
         _ => Vec::new(),
     };
-    let mut summary = ReplaySummary { lines: lines.len() as u64, ..Default::default() };
-    let counts =
-        run_partition(engine, lines.iter().enumerate(), last, &ticks, observe, &mut on_output, |i, rejection| {
-            let l = &lines[i];
-            dead_letter(DeadLetter { file: l.file, line: l.line, bytes: l.bytes, rejection })
-        });
+    let mut feed = Merged { lines: history.lines()?, seq: 0 };
+    let counts = run_partition(engine, &mut feed, last, &ticks, observe, &mut on_output, |batch, i, rejection| {
+        let l = &batch.lines[i];
+        dead_letter(DeadLetter { file: l.file, line: l.line, bytes: batch.bytes(i), rejection })
+    })?;
+    let mut summary = ReplaySummary { lines: feed.seq, ..Default::default() };
     summary.add(&counts);
     summary.elapsed = started.elapsed();
-    summary
+    Ok(summary)
 }
 
-/// Runs one engine over its lines (index, line), then advances it to the latest event time it
+/// Runs one engine over the lines of `feed`, then advances it to the latest event time it
 /// accepted, if no later than `last` (`None`: no advance). `observe` sees the engine at each of
 /// `ticks` up to `last`, after the lines up to it and before the lines after.
-fn run_partition<'a>(
+fn run_partition(
     engine: &mut Engine,
-    lines: impl Iterator<Item = (usize, &'a Line<'a>)>,
+    feed: &mut impl Feed,
     last: Option<Millis>,
     ticks: &[Millis],
     mut observe: impl FnMut(&Engine, Millis),
     mut emit: impl FnMut(&Output),
-    mut reject: impl FnMut(usize, Rejection),
-) -> Counts {
+    mut reject: impl FnMut(&Batch, usize, Rejection),
+) -> io::Result<Counts> {
     let mut counts = Counts::default();
     let mut outputs: Vec<Output> = Vec::new();
     let mut drain = |outputs: &mut Vec<Output>, counts: &mut Counts| {
@@ -259,34 +386,27 @@ fn run_partition<'a>(
             counts.outputs += 1;
         }
     };
-    let mut lines = lines.peekable();
     let mut ticks = ticks.iter().copied().filter(|t| last.is_some_and(|last| *t <= last)).peekable();
-    let mut chunk: Vec<(usize, &[u8], Option<KnownTime>)> = Vec::with_capacity(BATCH);
-    let mut batch: Vec<(&[u8], Option<crate::event::Source>, Option<KnownTime>)> = Vec::with_capacity(BATCH);
+    let mut batch = Batch::default();
     let mut results = Vec::with_capacity(BATCH);
-    while let Some((_, next)) = lines.peek() {
-        while let Some(t) = ticks.next_if(|t| next.time > *t) {
+    while let Some(next) = feed.peek_time()? {
+        while let Some(t) = ticks.next_if(|t| next > *t) {
             observe(engine, t);
         }
         // A batch never crosses the next tick, so the engine can be observed between lines.
         let until = ticks.peek().copied().unwrap_or(Millis::MAX);
-        chunk.clear();
-        while chunk.len() < BATCH {
-            match lines.next_if(|(_, l)| l.time <= until) {
-                Some((i, l)) => chunk.push((i, l.bytes, l.known)),
-                None => break,
-            }
-        }
         batch.clear();
-        batch.extend(chunk.iter().map(|(_, bytes, known)| (*bytes, None, *known)));
-        engine.apply_batch(&batch, &mut results, &mut outputs);
-        for ((i, _, _), result) in chunk.iter().zip(results.drain(..)) {
+        feed.fill(&mut batch, until)?;
+        let inputs: Vec<(&[u8], Option<crate::event::Source>, Option<KnownTime>)> =
+            (0..batch.lines.len()).map(|i| (batch.bytes(i), None, batch.lines[i].known)).collect();
+        engine.apply_batch(&inputs, &mut results, &mut outputs);
+        for (i, result) in results.drain(..).enumerate() {
             match result {
                 Ok(Outcome::Applied) => counts.applied += 1,
                 Ok(Outcome::Duplicate) => counts.duplicates += 1,
                 Err(rejection) => {
                     counts.rejected += 1;
-                    reject(*i, rejection);
+                    reject(&batch, i, rejection);
                 }
             }
         }
@@ -299,19 +419,32 @@ fn run_partition<'a>(
         engine.advance_to(end.min(last.unwrap_or(Millis::MAX)), &mut outputs);
     }
     drain(&mut outputs, &mut counts);
-    counts
+    Ok(counts)
 }
 
-/// The latest time of the ordered `lines` that another line supports: one within `lead_secs`
-/// before it, as the engine needs a second event to confirm a leap. What a backtest observes up
-/// to, so one line dated 2099 does not stretch its observation dates over 75 years.
-fn supported_end(lines: &[Line<'_>], lead_secs: u32) -> Option<Millis> {
-    let times: Vec<Millis> = lines.iter().map(|l| l.time).filter(|t| *t != Millis::MIN).collect();
-    if lead_secs == 0 || times.len() < 2 {
-        return times.last().copied();
-    }
+/// The first event time of `history`, and the latest that another line supports: one within
+/// `lead_secs` before it in time order, as the engine needs a second event to confirm a leap.
+/// What a backtest observes up to, so one line dated 2099 does not stretch its observation
+/// dates over 75 years.
+fn first_and_supported_end(history: &History, lead_secs: u32) -> io::Result<(Option<Millis>, Option<Millis>)> {
     let lead = lead_secs as Millis * 1000;
-    times.windows(2).rev().find(|w| w[1] - w[0] <= lead).map(|w| w[1]).or(times.first().copied())
+    let (mut first, mut prev, mut supported, mut n) = (None, None, None, 0u64);
+    let mut lines = history.lines()?;
+    while let Some(l) = lines.next()? {
+        if l.time == Millis::MIN {
+            continue;
+        }
+        n += 1;
+        first = first.or(Some(l.time));
+        if prev.is_some_and(|p| l.time - p <= lead) {
+            supported = Some(l.time);
+        }
+        prev = Some(l.time);
+    }
+    if lead_secs == 0 || n < 2 {
+        return Ok((first, prev));
+    }
+    Ok((first, supported.or(first)))
 }
 
 /// The partition of a line's customer. The id is found by substring search, as the timestamp is;
@@ -327,46 +460,12 @@ fn partition_of(finder: &memmem::Finder<'_>, line: &[u8], partitions: u32) -> u3
     }
 }
 
-struct Line<'a> {
-    time: Millis,
-    /// The time as read, for the engine's parse (see [`KnownTime`]).
-    known: Option<KnownTime>,
-    file: usize,
-    line: usize,
-    bytes: &'a [u8],
-}
-
-/// Every non-blank line of every input, in event-time order. The time is read with a substring
-/// search rather than a full parse (the full parse happens once, in the engine); a line whose
-/// time cannot be read keeps its place relative to its neighbours and is rejected later.
-fn ordered_lines(inputs: &[Input]) -> Vec<Line<'_>> {
-    let finder = memmem::Finder::new(b"\"timestamp\"");
-    let mut lines = Vec::new();
-    for (file, input) in inputs.iter().enumerate() {
-        let mut last_time = Millis::MIN;
-        for (i, raw) in input.bytes.split(|b| *b == b'\n').enumerate() {
-            let bytes = raw.strip_suffix(b"\r").unwrap_or(raw);
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let known = quick_time(&finder, bytes);
-            let time = known.map_or(last_time, |k| k.millis);
-            last_time = time;
-            lines.push(Line { time, known, file, line: i + 1, bytes });
-        }
-    }
-    if !lines.windows(2).all(|w| w[0].time <= w[1].time) {
-        lines.sort_by_key(|l| l.time); // stable: ties keep input order
-    }
-    lines
-}
-
-/// A dead letter as a JSON line: where it came from, why, and the original line untouched
+/// A dead letter as a JSON line: where it came from (`file`: its source's name), why, and the original line untouched
 /// (as a string when it is UTF-8, else base16).
 ///
 /// A `too_large` line keeps only its first [`crate::event::TOO_LARGE_PREFIX`] bytes (`original_bytes` says
 /// how long it was), so one huge line cannot make the dead-letter file huge too.
-pub fn dead_letter_json(inputs: &[Input], d: &DeadLetter<'_>) -> String {
+pub fn dead_letter_json(file: &str, d: &DeadLetter<'_>) -> String {
     let kept = dead_letter_bytes(d.bytes, d.rejection.reason);
     let original = match std::str::from_utf8(kept).or_else(|e| std::str::from_utf8(&kept[..e.valid_up_to()])) {
         Ok(s) => serde_json::Value::String(s.to_string()),
@@ -376,7 +475,7 @@ pub fn dead_letter_json(inputs: &[Input], d: &DeadLetter<'_>) -> String {
         "reason": d.rejection.reason.as_str(),
         "field": d.rejection.field,
         "message": d.rejection.message,
-        "file": inputs[d.file].name,
+        "file": file,
         "line": d.line,
         "original": original,
         "original_bytes": d.bytes.len(),

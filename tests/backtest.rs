@@ -15,7 +15,7 @@ use healthscore::backtest::{self, ObserveConfig, Observed, Outcomes, Split};
 use healthscore::calibrate::calibrate;
 use healthscore::engine::EngineConfig;
 use healthscore::event::{Millis, DAY_MS};
-use healthscore::replay::Input;
+use healthscore::input::{History, Input};
 use healthscore::score::{Band, Scorecard};
 
 const DAYS: u32 = 150;
@@ -58,7 +58,8 @@ fn config(horizon_days: u32, outcomes: Outcomes) -> ObserveConfig {
 }
 
 fn observe(sc: Scorecard, inputs: &[Input], labels: &[(String, Millis)], cfg: &ObserveConfig) -> Observed {
-    backtest::observe(Arc::new(sc), EngineConfig::default(), inputs, labels, cfg)
+    let history = History::from_inputs(inputs.iter().cloned()).unwrap();
+    backtest::observe(Arc::new(sc), EngineConfig::default(), &history, labels, cfg).unwrap()
 }
 
 /// Usage only: how recently and how often the customer used the product.

@@ -14,7 +14,8 @@ use healthscore::event::{
     format_rfc3339, parse, parse_rfc3339, quick_time, timestamp_finder, RejectReason, DAY_MS, MAX_DEPTH,
     TOO_LARGE_PREFIX,
 };
-use healthscore::replay::{dead_letter_json, replay, DeadLetter, Input};
+use healthscore::input::{History, Input};
+use healthscore::replay::{dead_letter_json, replay, DeadLetter};
 use healthscore::score::Scorecard;
 
 const USAGE: &str = r#""event_id":"e1","customer_id":"c1","timestamp":"2026-01-05T10:00:00Z","type":"feature_used","feature":"reports""#;
@@ -124,7 +125,8 @@ fn one_event_dated_2099_in_a_replayed_history_does_not_end_it_in_2099() {
         let mut engines: Vec<Engine> =
             (0..partitions).map(|_| Engine::new(sc.clone(), EngineConfig::default())).collect();
         let mut out = Vec::new();
-        replay(&mut engines, &[Input { name: "h".into(), bytes }], &mut out, |_| {}).unwrap();
+        let history = History::from_inputs([Input { name: "h".into(), bytes }]).unwrap();
+        replay(&mut engines, &history, &mut out, |_| {}).unwrap();
         let last = engines.iter().filter_map(Engine::stream_time).max();
         (out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), last)
     };
@@ -166,8 +168,7 @@ fn a_message_over_max_event_bytes_is_too_large_and_its_dead_letter_is_cut() {
     let huge = format!("{{{USAGE},\"padding\":\"{}\"}}", "x".repeat(2 << 20));
     let err = h.send_bytes(huge.as_bytes()).unwrap_err();
     assert_eq!(err.reason, RejectReason::TooLarge);
-    let inputs = [Input { name: "h".into(), bytes: Vec::new() }];
-    let dl = dead_letter_json(&inputs, &DeadLetter { file: 0, line: 1, bytes: huge.as_bytes(), rejection: err });
+    let dl = dead_letter_json("h", &DeadLetter { file: 0, line: 1, bytes: huge.as_bytes(), rejection: err });
     let v: serde_json::Value = serde_json::from_str(&dl).unwrap();
     assert_eq!(v["reason"], "too_large");
     assert_eq!(v["original_bytes"], huge.len());
@@ -175,8 +176,7 @@ fn a_message_over_max_event_bytes_is_too_large_and_its_dead_letter_is_cut() {
     assert!(dl.len() < 2 * TOO_LARGE_PREFIX);
     // Any other dead letter keeps the whole original, to be redriven.
     let err = h.send_bytes(b"{\"event_id\":\"x\"}").unwrap_err();
-    let dl =
-        dead_letter_json(&inputs, &DeadLetter { file: 0, line: 2, bytes: b"{\"event_id\":\"x\"}", rejection: err });
+    let dl = dead_letter_json("h", &DeadLetter { file: 0, line: 2, bytes: b"{\"event_id\":\"x\"}", rejection: err });
     assert!(dl.contains(r#""original":"{\"event_id\":\"x\"}""#), "{dl}");
 }
 
@@ -209,7 +209,8 @@ fn an_escaped_timestamp_is_ordered_by_its_own_time() {
     let sc = Arc::new(Scorecard::default_scorecard());
     let mut engines = vec![Engine::new(sc, EngineConfig::default())];
     let mut out = Vec::new();
-    replay(&mut engines, &[Input { name: "h".into(), bytes }], &mut out, |_| {}).unwrap();
+    let history = History::from_inputs([Input { name: "h".into(), bytes }]).unwrap();
+    replay(&mut engines, &history, &mut out, |_| {}).unwrap();
     let first: serde_json::Value = serde_json::from_slice(out.split(|b| *b == b'\n').next().unwrap()).unwrap();
     assert_eq!(first["timestamp"], format_rfc3339(at(0.0) + 9 * HOUR));
 }

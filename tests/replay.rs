@@ -6,7 +6,8 @@ use std::sync::Arc;
 use healthscore::engine::{Engine, EngineConfig};
 use healthscore::event::{parse_rfc3339, DAY_MS};
 use healthscore::generate::{write_ndjson, GenConfig};
-use healthscore::replay::{replay, Input};
+use healthscore::input::{History, Input};
+use healthscore::replay::replay;
 use healthscore::score::Scorecard;
 
 fn population() -> Vec<u8> {
@@ -41,8 +42,9 @@ fn run_with(sc: Scorecard, inputs: &[Input], partitions: usize) -> (Vec<u8>, Vec
     let mut engines: Vec<Engine> = (0..partitions).map(|_| Engine::new(sc.clone(), EngineConfig::default())).collect();
     let mut out = Vec::new();
     let mut dead = Vec::new();
+    let history = History::from_inputs(inputs.iter().cloned()).unwrap();
     let summary =
-        replay(&mut engines, inputs, &mut out, |d| dead.push((d.line, d.rejection.reason.as_str().to_string())))
+        replay(&mut engines, &history, &mut out, |d| dead.push((d.line, d.rejection.reason.as_str().to_string())))
             .unwrap();
     assert_eq!(summary.applied + summary.duplicates + summary.rejected, summary.lines);
     assert_eq!(summary.rejected as usize, dead.len());

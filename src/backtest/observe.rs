@@ -13,8 +13,9 @@ use memchr::memmem;
 
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{parse, parse_date_or_datetime, EventKind, Millis, DAY_MS};
+use crate::input::History;
 use crate::output::Output;
-use crate::replay::{replay_observed, Input, ReplaySummary};
+use crate::replay::{replay_observed, ReplaySummary};
 use crate::score::{Band, References, Scorecard, Stage};
 use crate::signal::Signals;
 use crate::state::{ChurnStats, SignalParams};
@@ -165,28 +166,23 @@ pub fn lead_days(
     first.map(|t| (until - t) as f64 / DAY_MS as f64)
 }
 
-/// Every `subscription_cancelled` in the inputs, as (customer, event time). Only lines that
+/// Every `subscription_cancelled` in the history, as (customer, event time). Only lines that
 /// mention the type are parsed, so this costs a substring search over the history.
-pub fn cancellations(inputs: &[Input]) -> Vec<(String, Millis)> {
+pub fn cancellations(history: &History) -> std::io::Result<Vec<(String, Millis)>> {
     let finder = memmem::Finder::new(b"subscription_cancelled");
     let mut out = Vec::new();
-    for input in inputs {
-        let bytes = &input.bytes;
-        let mut from = 0;
-        while let Some(hit) = finder.find(&bytes[from..]) {
-            let at = from + hit;
-            let start = memchr::memrchr(b'\n', &bytes[..at]).map_or(0, |i| i + 1);
-            let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
-            let line = bytes[start..end].strip_suffix(b"\r").unwrap_or(&bytes[start..end]);
-            if let Ok(e) = parse(line, None) {
-                if matches!(e.kind, EventKind::SubscriptionCancelled { .. }) {
-                    out.push((e.customer_id.to_string(), e.timestamp));
-                }
+    let mut lines = history.lines()?;
+    while let Some(line) = lines.next()? {
+        if finder.find(line.bytes).is_none() {
+            continue;
+        }
+        if let Ok(e) = parse(line.bytes, None) {
+            if matches!(e.kind, EventKind::SubscriptionCancelled { .. }) {
+                out.push((e.customer_id.to_string(), e.timestamp));
             }
-            from = end;
         }
     }
-    out
+    Ok(out)
 }
 
 /// Reads a labels file: a `customer_id,churn_date` header, then one row per churn, the date as
@@ -221,18 +217,18 @@ pub fn parse_labels(text: &str) -> Result<Vec<(String, Millis)>, String> {
     }
 }
 
-/// Replays `inputs` with `scorecard` and observes every live customer every
+/// Replays `history` with `scorecard` and observes every live customer every
 /// `cfg.every_days`. Churn is the earliest of a customer's `subscription_cancelled` events and
 /// its row in `labels`; a customer is not observed again once it has churned (a customer that
 /// comes back is rare, and would blur what "before churning" means).
 pub fn observe(
     scorecard: Arc<Scorecard>,
     engine_config: EngineConfig,
-    inputs: &[Input],
+    history: &History,
     labels: &[(String, Millis)],
     cfg: &ObserveConfig,
-) -> Observed {
-    let from_history = cancellations(inputs);
+) -> std::io::Result<Observed> {
+    let from_history = cancellations(history)?;
     let mut first_churn: HashMap<&str, Millis> = HashMap::new();
     for (id, t) in from_history.iter().chain(labels) {
         let e = first_churn.entry(id.as_str()).or_insert(*t);
@@ -265,7 +261,7 @@ pub fn observe(
 
     let replay = replay_observed(
         &mut engine,
-        inputs,
+        history,
         |first, last| {
             first_last.set(Some((first, last)));
             known_until.set(match cfg.outcomes {
@@ -327,7 +323,7 @@ pub fn observe(
             }
         },
         |_| {},
-    );
+    )?;
 
     // How early each churner inside the history was warned.
     let (first_event, last_event) = first_last.get().unzip();
@@ -351,7 +347,7 @@ pub fn observe(
         });
     }
 
-    Observed {
+    Ok(Observed {
         customers,
         observations,
         churners,
@@ -364,7 +360,7 @@ pub fn observe(
         churns_from_labels_only,
         live: engine.stats().churn.clone(),
         replay,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -438,7 +434,8 @@ mod tests {
             "\r\n",
             r#"{"event_id":"c","customer_id":"c3","timestamp":"2026-01-07T10:00:00Z","type":"subscription_cancelled","reason":"subscription_cancelled"}"#,
         );
-        let found = cancellations(&[Input { name: "x".into(), bytes: text.as_bytes().to_vec() }]);
+        let history = History::from_inputs([crate::input::Input { name: "x".into(), bytes: text.into() }]).unwrap();
+        let found = cancellations(&history).unwrap();
         let ids: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(ids, ["c2", "c3"], "one per line, even when the word appears twice");
     }

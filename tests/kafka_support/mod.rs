@@ -19,9 +19,10 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use healthscore::engine::{Engine, EngineConfig};
 use healthscore::event::parse_date_or_datetime;
 use healthscore::generate::{GenConfig, GeneratedEvent, Generator};
+use healthscore::input::{History, Input};
 use healthscore::pipeline::config::Topics;
 use healthscore::pipeline::send::{input_producer, send_events};
-use healthscore::replay::{replay_with, Input};
+use healthscore::replay::replay_with;
 use healthscore::score::Scorecard;
 
 pub fn brokers() -> String {
@@ -115,12 +116,12 @@ pub fn replayed(events: &[GeneratedEvent], partitions: u32) -> BTreeMap<String, 
         bytes.extend_from_slice(e.json.as_bytes());
         bytes.push(b'\n');
     }
-    let inputs = [Input { name: "events".into(), bytes }];
+    let history = History::from_inputs([Input { name: "events".into(), bytes }]).unwrap();
     let scorecard = Arc::new(Scorecard::default_scorecard());
     let mut engines: Vec<Engine> =
         (0..partitions).map(|_| Engine::new(scorecard.clone(), EngineConfig::default())).collect();
     let mut out = Vec::new();
-    replay_with(&mut engines, &inputs, &mut out, |_| {}, false).unwrap();
+    replay_with(&mut engines, &history, &mut out, |_| {}, false).unwrap();
     let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for line in String::from_utf8(out).unwrap().lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
