@@ -26,6 +26,19 @@ fn healthy(h: &mut Harness, id: &str, users: u32, seats: u32) {
     h.use_product(id, 0, 100, users, &CORE);
 }
 
+/// A customer subscribed 100 days before day 0 with 20 seats and a renewal on `renewal`, using
+/// the product weakly (2 users, one feature) from day 0 to `until`.
+fn weak_before_renewal(h: &mut Harness, renewal: &str, until: u32) {
+    h.send(
+        "c",
+        at(-100.0),
+        "subscription_started",
+        json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}),
+    )
+    .unwrap();
+    h.use_product("c", 0, until, 2, &["reports"]);
+}
+
 #[test]
 fn payment_failed_fires_on_the_event_and_respects_its_cooldown() {
     let mut h = Harness::without_alert_budget();
@@ -101,14 +114,7 @@ fn urgent_ticket_while_usage_collapses() {
 fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
     let mut h = Harness::without_alert_budget();
     let renewal = format_rfc3339(at(60.0));
-    h.send(
-        "c",
-        at(-100.0),
-        "subscription_started",
-        json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}),
-    )
-    .unwrap();
-    h.use_product("c", 0, 40, 2, &["reports"]); // weak usage: 2 of 20 seats, one feature
+    weak_before_renewal(&mut h, &renewal, 40);
     let a = h.alerts("renewal_at_risk");
     assert!(!a.is_empty());
     assert!(a[0]["evidence"]["days_to_renewal"].as_f64().unwrap() <= 90.0);
@@ -228,15 +234,8 @@ fn the_alert_budget_holds_a_customer_to_one_risk_alert_in_30_days_and_lets_criti
 #[test]
 fn renewal_at_risk_fires_once_per_renewal_cycle_unless_the_band_worsens() {
     let mut h = Harness::without_alert_budget();
-    let renewal = format_rfc3339(at(80.0));
-    h.send(
-        "c",
-        at(-100.0),
-        "subscription_started",
-        json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": renewal}),
-    )
-    .unwrap();
-    h.use_product("c", 0, 75, 2, &["reports"]); // weak usage the whole 90 days before the renewal
+    // Weak usage the whole 90 days before the renewal.
+    weak_before_renewal(&mut h, &format_rfc3339(at(80.0)), 75);
     let a = h.alerts("renewal_at_risk");
     let bands: Vec<&str> = a.iter().map(|x| x["band"].as_str().unwrap()).collect();
     // The 30-day cooldown alone would warn two or three times before the same renewal; now
