@@ -23,13 +23,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
-        cli::init_logs(cli.log_format);
-    }
     match cli.command {
-        Command::Run(args) => cli::service::run(args),
+        Command::Run(args) => {
+            cli::init_logs(args.log.or(cli.log_format));
+            cli::service::run(args)
+        }
         Command::CheckConfig(args) => cli::service::check_config(args),
-        Command::Demo(args) => cli::demo::run(args),
+        Command::Demo(args) => {
+            cli::init_logs(args.log.or(cli.log_format));
+            cli::demo::run(args)
+        }
         Command::Replay(args) => cli::replay::run(args),
         Command::Generate(args) => cli::generate::run(args),
         Command::Backtest(args) => cli::backtest::backtest(args),

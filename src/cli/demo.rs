@@ -17,12 +17,16 @@ use crate::score::Band;
 /// `demo`'s flags.
 #[derive(Args)]
 pub struct DemoArgs {
+    /// Customers in the synthetic population.
     #[arg(long, default_value_t = 2000)]
     pub customers: u32,
+    /// Days of history the generator simulates (sent at --rate, oldest first).
     #[arg(long, default_value_t = 120)]
     pub days: u32,
+    /// The generator's seed: the same seed, the same population.
     #[arg(long, default_value_t = GenConfig::default().seed)]
     pub seed: u64,
+    /// Partitions of each mock topic (and so of the processor's state).
     #[arg(long, default_value_t = 6)]
     pub partitions: i32,
     /// Input events per second the generator sends.
@@ -38,11 +42,13 @@ pub struct DemoArgs {
     /// e.g. 127.0.0.1:9898.
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub log: super::LogArgs,
 }
 
 /// `demo`: runs until `--duration` or a signal, printing a summary every second and the final counts.
 pub fn run(args: DemoArgs) -> Result<()> {
-    let DemoArgs { customers, days, seed, partitions, rate, duration, scorecard, http } = args;
+    let DemoArgs { customers, days, seed, partitions, rate, duration, scorecard, http, log: _ } = args;
     let scorecard = Arc::new(load_scorecard(scorecard.as_ref())?);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

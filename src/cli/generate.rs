@@ -16,10 +16,13 @@ use crate::pipeline::Config;
 /// `generate`'s flags.
 #[derive(Args)]
 pub struct GenerateArgs {
+    /// Customers in the population.
     #[arg(long, default_value_t = GenConfig::default().customers)]
     pub customers: u32,
+    /// Days of history, ending at --end.
     #[arg(long, default_value_t = GenConfig::default().days)]
     pub days: u32,
+    /// The seed: the same flags, the same bytes, on every machine.
     #[arg(long, default_value_t = GenConfig::default().seed)]
     pub seed: u64,
     /// The history ends here (YYYY-MM-DD or RFC 3339).

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::pipeline::Config;
 use crate::score::Scorecard;
@@ -20,13 +20,15 @@ pub mod scorecard;
 pub mod service;
 pub mod snapshot;
 
-/// The command line: `healthscore [--log-format ..] <command> [flags]`.
+/// The command line: `healthscore <command> [flags]`.
 #[derive(Parser)]
 #[command(name = "healthscore", version, about = "Customer events in, customer health scores and churn alerts out")]
 pub struct Cli {
-    /// Log format for the service commands (`run`, `demo`); the level comes from RUST_LOG.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
-    pub log_format: LogFormat,
+    /// `--log-format` given before the command, as the container image's entrypoint
+    /// (`healthscore --log-format json`) and older command lines do. Hidden: only `run` and `demo`
+    /// log, and they show the flag themselves (see [`LogArgs`]).
+    #[arg(long, value_enum, hide = true)]
+    pub log_format: Option<LogFormat>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -38,6 +40,21 @@ pub enum LogFormat {
     // Plain comments, not doc comments: clap would list them under each value in `--help`.
     Human,
     Json,
+}
+
+/// The log flag of the commands that log (`run`, `demo`).
+#[derive(Args)]
+pub struct LogArgs {
+    /// Log format (default: human); the level comes from RUST_LOG.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl LogArgs {
+    /// This command's `--log-format`, else the one given before the command, else human.
+    pub fn or(&self, before_command: Option<LogFormat>) -> LogFormat {
+        self.log_format.or(before_command).unwrap_or(LogFormat::Human)
+    }
 }
 
 /// The commands.

@@ -19,6 +19,8 @@ pub struct RunArgs {
     /// Configuration TOML (environment overrides: HEALTHSCORE__SECTION__KEY=value).
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub log: super::LogArgs,
 }
 
 /// `check-config`'s flags.

@@ -13,10 +13,16 @@ use super::print_out;
 pub enum SnapshotAction {
     /// Print a snapshot's partition, offsets, stream time, customer count and size (checks
     /// its checksum). A directory: every snapshot under it.
-    Inspect { path: PathBuf },
+    Inspect {
+        /// A `.snap` file, or a directory to search for them.
+        path: PathBuf,
+    },
     /// Check that a snapshot restores: checksum, header and every customer's state. Exits
     /// non-zero with the reason when it would not. A directory: every snapshot under it.
-    Verify { path: PathBuf },
+    Verify {
+        /// A `.snap` file, or a directory to search for them.
+        path: PathBuf,
+    },
 }
 
 /// `snapshot inspect|verify`: describes each snapshot; an error when any is not usable.
