@@ -425,7 +425,10 @@ fn idle_advance_outputs_are_not_repeated_after_a_crash_or_a_handover() {
     let d2 = d1 + gap(&second);
     let end = d1 - 8_000 + lateness; // the last event: stream time is d1 - 8 s
     let event = |id: &str, customer: &str, at: i64| {
-        format!(r#"{{"event_id":"{id}","customer_id":"{customer}","timestamp":"{}","type":"feature_used","feature":"reports"}}"#, format_rfc3339(at))
+        format!(
+            r#"{{"event_id":"{id}","customer_id":"{customer}","timestamp":"{}","type":"feature_used","feature":"reports"}}"#,
+            format_rfc3339(at)
+        )
     };
     let producer = input_producer(&brokers()).unwrap();
     let mut history = vec![

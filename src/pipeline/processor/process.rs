@@ -330,7 +330,12 @@ impl State {
                     // the timers on the way fired then, and their outputs are committed.
                     let mut suppressed = Vec::new();
                     task.engine.advance_to(floor, &mut suppressed);
-                    info!(partition = p, stream_time = floor, outputs_suppressed = suppressed.len(), "re-advanced to the committed idle stream time");
+                    info!(
+                        partition = p,
+                        stream_time = floor,
+                        outputs_suppressed = suppressed.len(),
+                        "re-advanced to the committed idle stream time"
+                    );
                 }
             }
             if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 && !task.restoring() {

@@ -157,13 +157,18 @@ impl State {
         let (Some(snapshotter), Some(task)) = (self.snapshotter.as_mut(), self.tasks.get(&p)) else { return };
         // An idle advance not committed yet, or one a rebuilt task has still to re-apply: the
         // state is not that of the committed input and stream time.
-        if !task.settled() || self.idle_floor.get(&p) != self.committed_floor.get(&p) || self.reapply_floor.contains_key(&p) {
+        if !task.settled()
+            || self.idle_floor.get(&p) != self.committed_floor.get(&p)
+            || self.reapply_floor.contains_key(&p)
+        {
             return;
         }
         let offsets = [0, 1, 2].map(|s| task.inputs[s].position);
         let time = task.engine.stream_time();
         // Unchanged since the last snapshot: neither input nor an idle advance moved it.
-        if offsets.iter().all(Option::is_none) || self.snapshotted.get(&p).is_some_and(|(_, o, t)| *o == offsets && *t == time) {
+        if offsets.iter().all(Option::is_none)
+            || self.snapshotted.get(&p).is_some_and(|(_, o, t)| *o == offsets && *t == time)
+        {
             self.snapshotted.insert(p, (Instant::now(), offsets, time));
             return;
         }
