@@ -116,7 +116,7 @@ pub struct State {
     snapshotter: Option<Snapshotter>,
     /// When each partition was last snapshotted, at which offsets and stream time (an idle
     /// advance moves the latter alone).
-    snapshotted: HashMap<i32, (Instant, [Option<i64>; 3], Option<Millis>)>,
+    snapshotted: HashMap<i32, Snapshotted>,
     /// The stream time each partition's idle advance took it to (the latest), and the same as
     /// of the last commit: recorded in the committed offsets' metadata (see `commit`), so a
     /// rebuilt task re-advances to it instead of firing those timers, whose outputs are
@@ -127,6 +127,10 @@ pub struct State {
     /// once their re-read is done.
     reapply_floor: HashMap<i32, Millis>,
 }
+
+/// When a partition was last snapshotted, at which input offsets (usage, support, billing) and
+/// at which stream time.
+type Snapshotted = (Instant, [Option<i64>; 3], Option<Millis>);
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
