@@ -16,6 +16,7 @@ use healthscore::backtest::{self, ObserveConfig, Observed, Outcomes, Split};
 use healthscore::engine::{Engine, EngineConfig};
 use healthscore::generate::{write_labels_csv, write_ndjson, GenConfig, Generator};
 use healthscore::input::{History, ReadOptions, Source};
+use healthscore::learn::{LearnConfig, Promotion};
 use healthscore::pipeline::demo::{run_demo, DemoOptions};
 use healthscore::pipeline::http::{self, Api};
 use healthscore::pipeline::{Config, Processor, Stats};
@@ -76,6 +77,13 @@ enum Command {
         /// customer_id) and score each on its own thread, as the Kafka service does.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
         partitions: u32,
+        /// Learn online as the service does with `[engine.learn] enabled = true` (docs/learning.md).
+        #[arg(long)]
+        learn: bool,
+        /// With --learn: `auto` scores with a better learned scorecard (within the guardrails),
+        /// `manual` only learns candidates.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "manual"], requires = "learn")]
+        learn_promotion: String,
         /// Print no summary.
         #[arg(long, short)]
         quiet: bool,
@@ -601,9 +609,12 @@ fn run(cli: Cli) -> Result<()> {
             retention_days,
             usage_rescore_secs,
             partitions,
+            learn,
+            learn_promotion,
             quiet,
         } => {
             let scorecard = load_scorecard(scorecard.as_ref())?;
+            let promotion = if learn_promotion == "manual" { Promotion::Manual } else { Promotion::Auto };
             // No customer bound in replay: one engine may hold what the service spreads over many
             // partitions, and a replay has no other tenant to protect.
             let config = EngineConfig {
@@ -611,6 +622,7 @@ fn run(cli: Cli) -> Result<()> {
                 retention_days,
                 usage_rescore_secs,
                 max_customers: 0,
+                learn: LearnConfig { enabled: learn, promotion, ..Default::default() },
                 ..Default::default()
             };
             let issues = config.validate();
@@ -691,6 +703,9 @@ fn run(cli: Cli) -> Result<()> {
                     bands[Band::Red as usize],
                     stats.evicted,
                 );
+                for (i, learner) in engines.iter().filter_map(Engine::learner).enumerate() {
+                    eprintln!("learning (partition {i}): {}", learner.summary());
+                }
             }
             Ok(())
         }
