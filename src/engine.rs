@@ -348,7 +348,8 @@ impl Engine {
         let mut parts: Vec<&[Option<Customer>]> = slots.chunks(per).collect();
         parts.resize(STATE_SECTIONS, &[]);
         let learner = self.learner.as_ref().map(|l| l.encode()).unwrap_or_default();
-        let clock = (self.max_event_time, self.stream_time, &self.leads, self.population.encode(), self.sources, learner);
+        let clock =
+            (self.max_event_time, self.stream_time, &self.leads, self.population.encode(), self.sources, learner);
         let sections = crate::parallel::map(&parts, |i, part| {
             // Capacity is only address space until written: generous, so it never regrows.
             let mut out = Vec::with_capacity(part.len() * 640 + 64);
@@ -820,8 +821,14 @@ impl Engine {
         }
         // The learner's instants on the way: timers up to each fire first, so an observation
         // sees every customer as the service had scored it then.
+        // With no customer left there is nothing to observe: the schedule skips ahead on its
+        // grid, so advancing far (the end of a replay) costs nothing.
         while let Some(at) = self.learner.as_mut().and_then(|l| l.due(t)) {
             self.run_timers(at, out);
+            if self.store.is_empty() {
+                self.learner.as_mut().expect("learning").skip_to(t);
+                break;
+            }
             self.learn_at(at);
         }
         self.run_timers(t, out);

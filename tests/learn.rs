@@ -12,12 +12,12 @@ use healthscore::score::Scorecard;
 
 fn history() -> Vec<u8> {
     let mut bytes = Vec::new();
-    let cfg = GenConfig { customers: 500, days: 150, bad_input_rate: 0.0, ..GenConfig::default() };
+    let cfg = GenConfig { customers: 300, days: 150, bad_input_rate: 0.0, ..GenConfig::default() };
     write_ndjson(cfg, &mut bytes).unwrap();
     bytes
 }
 
-/// Small thresholds so a 500-customer history promotes within 150 days.
+/// Small thresholds so a 300-customer history promotes within 150 days.
 fn config(enabled: bool, promotion: Promotion) -> EngineConfig {
     EngineConfig {
         learn: LearnConfig {

@@ -164,14 +164,7 @@ impl Sighting {
                 *out = *v as f32;
             }
         }
-        Sighting {
-            hash,
-            signals: s,
-            tenths: (score * 10.0).round() as u16,
-            segment,
-            stage: stage as u8,
-            churned: None,
-        }
+        Sighting { hash, signals: s, tenths: (score * 10.0).round() as u16, segment, stage: stage as u8, churned: None }
     }
 
     fn signals(&self) -> Signals {
@@ -342,6 +335,19 @@ impl Learner {
         }
         let next = self.state.next_observe.min(self.state.next_refit);
         (next <= t).then_some(next)
+    }
+
+    /// Moves the schedule past `t` on its grid, doing nothing at the instants skipped (the
+    /// engine holds no customer).
+    pub fn skip_to(&mut self, t: Millis) {
+        let skip = |next: &mut Millis, days: u32| {
+            let every = days.max(1) as Millis * DAY_MS;
+            if *next <= t {
+                *next += ((t - *next) / every + 1) * every;
+            }
+        };
+        skip(&mut self.state.next_observe, self.cfg.every_days);
+        skip(&mut self.state.next_refit, self.cfg.refit_every_days);
     }
 
     /// Whether `at` is an observation instant (and not only a refit).
