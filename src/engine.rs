@@ -405,8 +405,7 @@ impl Engine {
             return Err("no state sections".into());
         }
         // The first frame of each section: the stream clock (first section) and the count.
-        let mut clock: (Millis, Millis, Vec<(u64, Millis)>, Vec<u8>, SourceSet, Vec<u8>) =
-            (Millis::MIN, Millis::MIN, Vec::new(), Vec::new(), SourceSet::default(), Vec::new());
+        let mut clock: Clock = (Millis::MIN, Millis::MIN, Vec::new(), Vec::new(), SourceSet::default(), Vec::new());
         let mut bodies = Vec::with_capacity(sections.len());
         for (i, packed) in sections.iter().enumerate() {
             if packed.is_empty() {
@@ -1224,6 +1223,10 @@ type SectionDecode<'a> = (&'a mut [UninitSlot], Vec<u8>, usize, &'a [u8]);
 /// Sections a snapshot of the engine's state is cut into (see [`Engine::encode_state`]): a
 /// few per core of a typical host. Fixed, so a snapshot reads the same on any machine.
 pub const STATE_SECTIONS: usize = 4;
+
+/// The first frame of a state's first section: largest event time, stream time, unconfirmed
+/// leaps, the population and the sources, and the learner (empty when learning is off).
+type Clock = (Millis, Millis, Vec<(u64, Millis)>, Vec<u8>, SourceSet, Vec<u8>);
 
 /// Appends a frame of encoded state (`raw`) to a packed section (`out`); see
 /// [`Engine::encode_state_packed`].
