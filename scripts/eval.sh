@@ -6,7 +6,9 @@
 # Rows per history: held-out AUCs of risk = -score (fitted on nothing it is judged on), and the
 # risk alerts' volume, lift and recall (scripts/alert_eval.py):
 #   (a) the scorecard out of the box;
-#   (b) `calibrate` (learned curves, weights and bands) on the fit period, then that scorecard.
+#   (b) `calibrate` (learned curves, weights and bands) on the fit period, then that scorecard;
+#   (c) `replay --learn` (online learning, auto promotion; docs/learning.md). The generator's (c)
+#       is judged from the replay's own scores (scripts/gen_auc.py), and so is an (a) beside it.
 # socialnet7 (../shared/eval/socialnet7, ChurnSim; converted once into target/eval): `replay`,
 # then its own scorer on observations from 2020-04-01. (b) is fitted on observations before
 # 2020-04-01 whose 30-day outcome is known by then (--outcomes-until), as its rules require.
@@ -44,6 +46,9 @@ if [ -f "$SN7/to_events.py" ]; then
         --scorecard "$OUT/sn7-learned.toml" >"$OUT/sn7-learned-replay.log" 2>&1
     printf '%-40s %s\n' "socialnet7 (b) calibrate, then replay" \
         "$(sn7_score "$OUT/sn7-learned-out.ndjson" "$OUT/sn7-learned-replay.log")"
+    "$BIN" replay --input "$OUT/sn7.ndjson" --output "$OUT/sn7-learn-out.ndjson" --learn "${card_args[@]}" \
+        >"$OUT/sn7-learn-replay.log" 2>&1
+    printf '%-40s %s\n' "socialnet7 (c) replay --learn" "$(sn7_score "$OUT/sn7-learn-out.ndjson" "$OUT/sn7-learn-replay.log")"
     printf '%-40s %s\n' "socialnet7 (a) risk alerts" "$(alerts "$OUT/sn7.ndjson" "$OUT/sn7-out.ndjson")"
 else
     printf '%-40s %s\n' socialnet7 "skipped: no $SN7"
@@ -59,3 +64,9 @@ printf '%-40s %s\n' "generator (a) risk alerts" "$(alerts "$OUT/gen.ndjson" "$OU
     --output "$OUT/gen-learned.toml" --force >"$OUT/gen-calibrate.log" 2>&1
 gen=$(grep '^REPORT period, .*-learned' "$OUT/gen-calibrate.log" | awk '{print "held-out=" $4}')
 printf '%-40s %s\n' "generator (b) calibrate" "$gen"
+printf '%-40s %s\n' "generator (a) from replay scores" \
+    "$(python3 scripts/gen_auc.py "$OUT/gen-labels.csv" "$OUT/gen-out.ndjson" | cut -d' ' -f1)"
+"$BIN" replay --input "$OUT/gen.ndjson" --output "$OUT/gen-learn-out.ndjson" --learn "${card_args[@]}" \
+    >"$OUT/gen-learn-replay.log" 2>&1
+printf '%-40s %s\n' "generator (c) replay --learn" \
+    "$(python3 scripts/gen_auc.py "$OUT/gen-labels.csv" "$OUT/gen-learn-out.ndjson" | cut -d' ' -f1)"

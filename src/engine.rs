@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::event::{parse, parse_known, Event, EventKind, KnownTime, Millis, RejectReason, Rejection, Source, DAY_MS};
 use crate::hash::event_id;
+use crate::learn::{LearnConfig, Learner, Sighting};
 use crate::memory::prefetch_bytes;
 use crate::output::{round_to, Alert, ComponentOut, EmitReason, Output, ScoreChanged};
 use crate::rules::{Firing, RuleId, RuleInput, Trigger};
@@ -62,6 +63,8 @@ pub struct EngineConfig {
     /// customer is evicted). Refusing, rather than evicting the least recently seen, keeps the
     /// state of real customers whole when a producer floods random ids. 0 means no bound.
     pub max_customers: u32,
+    /// Online learning (`[engine.learn]`, see [`crate::learn`]); off by default.
+    pub learn: LearnConfig,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +77,7 @@ impl Default for EngineConfig {
             max_future_secs: 86_400,
             max_lead_secs: 2 * 86_400,
             max_customers: 1_000_000,
+            learn: LearnConfig::default(),
         }
     }
 }
@@ -97,6 +101,7 @@ impl EngineConfig {
                 format!("must be at least 256 (an event is ~200 bytes), got {}", self.max_event_bytes),
             ));
         }
+        issues.extend(self.learn.validate().into_iter().map(|(k, r)| (format!("learn.{k}"), r)));
         issues
     }
 }
@@ -235,6 +240,8 @@ pub struct Engine {
     /// The input sources this partition has received an event of (see [`SourceSet`]).
     sources: SourceSet,
     stats: EngineStats,
+    /// Online learning, when `config.learn.enabled` (boxed: most engines have none).
+    learner: Option<Box<Learner>>,
     // Scratch space reused across evaluations: no allocation per event.
     parts: Vec<ComponentScore>,
     caps: Vec<usize>,
@@ -244,7 +251,9 @@ pub struct Engine {
 impl Engine {
     pub fn new(scorecard: Arc<Scorecard>, config: EngineConfig) -> Engine {
         let population = Population::new(&scorecard.relative_signals, scorecard.segments.len());
+        let learner = config.learn.enabled.then(|| Box::new(Learner::new(config.learn.clone())));
         Engine {
+            learner,
             population,
             sources: SourceSet::default(),
             config,
@@ -338,7 +347,9 @@ impl Engine {
         let per = slots.len().div_ceil(STATE_SECTIONS).max(1);
         let mut parts: Vec<&[Option<Customer>]> = slots.chunks(per).collect();
         parts.resize(STATE_SECTIONS, &[]);
-        let clock = (self.max_event_time, self.stream_time, &self.leads, self.population.encode(), self.sources);
+        let learner = self.learner.as_ref().map(|l| l.encode()).unwrap_or_default();
+        let clock =
+            (self.max_event_time, self.stream_time, &self.leads, self.population.encode(), self.sources, learner);
         let sections = crate::parallel::map(&parts, |i, part| {
             // Capacity is only address space until written: generous, so it never regrows.
             let mut out = Vec::with_capacity(part.len() * 640 + 64);
@@ -394,8 +405,7 @@ impl Engine {
             return Err("no state sections".into());
         }
         // The first frame of each section: the stream clock (first section) and the count.
-        let mut clock: (Millis, Millis, Vec<(u64, Millis)>, Vec<u8>, SourceSet) =
-            (Millis::MIN, Millis::MIN, Vec::new(), Vec::new(), SourceSet::default());
+        let mut clock: Clock = (Millis::MIN, Millis::MIN, Vec::new(), Vec::new(), SourceSet::default(), Vec::new());
         let mut bodies = Vec::with_capacity(sections.len());
         for (i, packed) in sections.iter().enumerate() {
             if packed.is_empty() {
@@ -418,8 +428,19 @@ impl Engine {
             let start = raw.len() - rest.len();
             bodies.push((count as usize, raw, start, &packed[used..]));
         }
-        let (max_event_time, stream_time, mut leads, population, sources) = clock;
+        let (max_event_time, stream_time, mut leads, population, sources, learner) = clock;
         leads.truncate(MAX_LEADS);
+        // The learner's state comes back only where learning is on; a scorecard it promoted
+        // comes back only over the configured scorecard it replaced.
+        let learner = match (config.learn.enabled, learner.is_empty()) {
+            (false, _) => None,
+            (true, true) => Some(Box::new(Learner::new(config.learn.clone()))),
+            (true, false) => Some(Box::new(Learner::decode(config.learn.clone(), &learner)?)),
+        };
+        let scorecard = match learner.as_ref().and_then(|l| l.promoted_for(&scorecard.version)) {
+            Some(text) => Arc::new(Scorecard::from_toml(text, "(promoted)").map_err(|e| format!("learner: {e}"))?),
+            None => scorecard,
+        };
         // A population kept for another scorecard's relative signals or segments is dropped:
         // the new one fills from the next evaluations and serves from the next refresh.
         let population = Population::decode(&population)?;
@@ -503,6 +524,7 @@ impl Engine {
         engine.leads = leads;
         engine.population = population;
         engine.sources = sources;
+        engine.learner = learner;
         // The index and the timers are built side by side: both only read the slots.
         let (index, timers) = std::thread::scope(|scope| {
             let timers = scope.spawn(|| {
@@ -698,6 +720,9 @@ impl Engine {
         if matches!(event.kind, EventKind::SubscriptionCancelled { .. }) && customer.cancel_at.is_none() {
             // Read before the cancellation is applied and scored: how it stood before churning.
             self.stats.churn.record(&customer.churn_lookback(ts, self.scorecard.rules.warmup_days));
+            if let Some(learner) = self.learner.as_mut() {
+                learner.cancelled(customer.id_hash, ts);
+            }
         }
         let step = customer.apply(event);
         if matches!(event.kind, EventKind::SubscriptionStarted { .. } | EventKind::SubscriptionChanged { .. }) {
@@ -793,7 +818,27 @@ impl Engine {
         if t <= self.stream_time {
             return;
         }
-        self.stream_time = t;
+        // The learner's instants on the way: timers up to each fire first, so an observation
+        // sees every customer as the service had scored it then.
+        // With no customer left there is nothing to observe: the schedule skips ahead on its
+        // grid, so advancing far (the end of a replay) costs nothing.
+        while let Some(at) = self.learner.as_mut().and_then(|l| l.due(t)) {
+            self.run_timers(at, out);
+            if self.store.is_empty() {
+                self.learner.as_mut().expect("learning").skip_to(t);
+                break;
+            }
+            self.learn_at(at);
+        }
+        self.run_timers(t, out);
+        if self.population.due(t) {
+            self.population.refresh(t);
+        }
+    }
+
+    /// Fires every timer due by `t` in due order, with stream time at `t`.
+    fn run_timers(&mut self, t: Millis, out: &mut Vec<Output>) {
+        self.stream_time = self.stream_time.max(t);
         let retention = self.config.retention_days as Millis * DAY_MS;
         while let Some((due, hash, slot)) = self.timers.pop_due(t) {
             if self.population.due(due) {
@@ -822,9 +867,53 @@ impl Engine {
                 self.timers.schedule(c.next_due, hash, slot);
             }
         }
-        if self.population.due(t) {
-            self.population.refresh(t);
+    }
+
+    /// The learner's work at `at`: observe the live customers (on an observation instant),
+    /// label what the horizon has passed, refit when due, and promote what it returns.
+    fn learn_at(&mut self, at: Millis) {
+        let Some(learner) = self.learner.as_mut() else { return };
+        if learner.observes_at(at) {
+            let sc: &Scorecard = &self.scorecard;
+            let params = SignalParams {
+                core_feature_keys: &sc.core_feature_keys,
+                falling_usage_pct: sc.falling_usage_pct,
+                sources: self.sources,
+            };
+            let refs = self.population.references().clone();
+            let (parts, caps) = (&mut self.parts, &mut self.caps);
+            let sightings = self
+                .store
+                .iter()
+                .filter(|c| learner.wants(at, c.first_seen, c.cancel_at.is_some()))
+                .map(|c| {
+                    let signals = c.signals(at, &params);
+                    let (stage, raw) = sc.evaluate(&signals, c.segment, &refs, parts, caps);
+                    Sighting::new(c.id_hash, &signals, (raw * 10.0).round() / 10.0, c.segment, stage)
+                })
+                .collect();
+            learner.observe(at, refs, sightings);
         }
+        learner.label(at);
+        if let Some(sc) = learner.refit(at, &self.scorecard) {
+            self.promote(Arc::new(sc));
+        }
+    }
+
+    /// Scores with `sc` from each customer's next evaluation on (a promoted candidate).
+    fn promote(&mut self, sc: Arc<Scorecard>) {
+        if !self.population.fits(&sc.relative_signals, sc.segments.len()) {
+            self.population = Population::new(&sc.relative_signals, sc.segments.len());
+        }
+        for c in self.store.iter_mut() {
+            c.segment = sc.segment_of(c.plan.as_deref());
+        }
+        self.scorecard = sc;
+    }
+
+    /// The learner, when learning is on.
+    pub fn learner(&self) -> Option<&Learner> {
+        self.learner.as_deref()
     }
 
     /// Scores one customer as of `now` and appends what that changes: a `score_changed` when
@@ -1134,6 +1223,10 @@ type SectionDecode<'a> = (&'a mut [UninitSlot], Vec<u8>, usize, &'a [u8]);
 /// Sections a snapshot of the engine's state is cut into (see [`Engine::encode_state`]): a
 /// few per core of a typical host. Fixed, so a snapshot reads the same on any machine.
 pub const STATE_SECTIONS: usize = 4;
+
+/// The first frame of a state's first section: largest event time, stream time, unconfirmed
+/// leaps, the population and the sources, and the learner (empty when learning is off).
+type Clock = (Millis, Millis, Vec<(u64, Millis)>, Vec<u8>, SourceSet, Vec<u8>);
 
 /// Appends a frame of encoded state (`raw`) to a packed section (`out`); see
 /// [`Engine::encode_state_packed`].

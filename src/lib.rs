@@ -9,6 +9,7 @@ pub mod event;
 pub mod generate;
 pub mod hash;
 pub mod input;
+pub mod learn;
 pub mod memory;
 pub mod output;
 pub mod parallel;

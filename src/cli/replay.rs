@@ -12,6 +12,7 @@ use clap::Args;
 use super::load_scorecard;
 use super::read::ReadArgs;
 use crate::engine::{Engine, EngineConfig};
+use crate::learn::{LearnConfig, Promotion};
 use crate::replay::{dead_letter_json, rejected_by_reason, replay};
 use crate::score::Band;
 
@@ -44,6 +45,13 @@ pub struct ReplayArgs {
     /// customer_id) and score each on its own thread, as the Kafka service does.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub partitions: u32,
+    /// Learn online as the service does with `[engine.learn] enabled = true` (docs/learning.md).
+    #[arg(long)]
+    pub learn: bool,
+    /// With --learn: `auto` scores with a better learned scorecard (within the guardrails),
+    /// `manual` only learns candidates and changes no output.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "manual"], requires = "learn")]
+    pub learn_promotion: String,
     /// Print no summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -60,9 +68,12 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         retention_days,
         usage_rescore_secs,
         partitions,
+        learn,
+        learn_promotion,
         quiet,
     } = args;
     let scorecard = load_scorecard(scorecard.as_ref())?;
+    let promotion = if learn_promotion == "manual" { Promotion::Manual } else { Promotion::Auto };
     // No customer bound in replay: one engine may hold what the service spreads over many
     // partitions, and a replay has no other tenant to protect.
     let config = EngineConfig {
@@ -70,6 +81,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         retention_days,
         usage_rescore_secs,
         max_customers: 0,
+        learn: LearnConfig { enabled: learn, promotion, ..Default::default() },
         ..Default::default()
     };
     let issues = config.validate();
@@ -150,6 +162,9 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             bands[Band::Red as usize],
             stats.evicted,
         );
+        for (i, learner) in engines.iter().filter_map(Engine::learner).enumerate() {
+            eprintln!("learning (partition {i}): {}", learner.summary());
+        }
     }
     Ok(())
 }

@@ -661,7 +661,8 @@ fn parse_reporting_all(
 }
 
 /// The names each enum setting accepts, for the message when a value is none of them.
-const CHOICES: [(&str, &[&str]); 3] = [
+const CHOICES: [(&str, &[&str]); 4] = [
+    ("Promotion", &["manual", "auto"]),
     ("GroupProtocol", &["consumer", "classic"]),
     ("Guarantee", &["exactly_once", "at_least_once"]),
     ("SnapshotStoreKind", &["dir", "kafka", "none"]),
@@ -725,6 +726,7 @@ mod tests {
                     "GroupProtocol" => value.try_into::<GroupProtocol>().is_ok(),
                     "Guarantee" => value.try_into::<Guarantee>().is_ok(),
                     "SnapshotStoreKind" => value.try_into::<SnapshotStoreKind>().is_ok(),
+                    "Promotion" => value.try_into::<crate::learn::Promotion>().is_ok(),
                     other => panic!("no test for {other}"),
                 };
                 assert!(ok, "{name} does not accept {choice}");

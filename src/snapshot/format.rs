@@ -28,7 +28,8 @@ pub const MAGIC: &[u8; 8] = b"HSSNAP\r\n";
 /// 2: sections compressed frame by frame (1 compressed each section as one block).
 /// 3: the stream clock carries the leaps not yet confirmed (`max_lead_secs`).
 /// 4: the first section carries the reference population of relative curves.
-pub const FORMAT_VERSION: u32 = 4;
+/// 5: the first section carries the online learner's state (empty when learning is off).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Encoded state per frame before compression: large enough that LZ4 (64 KiB window) loses
 /// nothing to frame breaks, small enough to stay in cache between encoding and compressing.

@@ -138,6 +138,11 @@ impl Store {
         self.slots.iter().flatten()
     }
 
+    /// Every customer, in slot order, to change what the index does not read (not the id).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Customer> + '_ {
+        self.slots.iter_mut().flatten()
+    }
+
     /// Approximate memory held by the store's own structures (not the customers' heap data).
     pub fn overhead_bytes(&self) -> usize {
         self.index.capacity() * 9 + self.free.capacity() * 4
