@@ -356,7 +356,8 @@ struct ReadArgs {
 impl ReadArgs {
     /// Opens the inputs (see `healthscore::input`); an input with no events at all is an error.
     fn open(&self) -> Result<History> {
-        let threads = self.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n as usize);
+        let threads =
+            self.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n as usize);
         let options = ReadOptions { memory: self.memory, tmp_dir: self.tmp_dir.clone(), threads };
         let history = History::open(self.input.iter().map(|p| Source::from_arg(p)).collect(), &options)?;
         if history.line_count() == 0 {

@@ -8,8 +8,8 @@
 //! no other event confirmed, nor a rejected line's), so the allowed lateness does not hold back
 //! the last timers.
 
-use std::io::{self, Write};
 use std::collections::VecDeque;
+use std::io::{self, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 

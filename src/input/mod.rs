@@ -113,8 +113,13 @@ impl History {
     /// Looks at every source (see the module doc): copies standard input aside, counts lines
     /// and sorts the sources that are not in event-time order.
     pub fn open(sources: Vec<Source>, options: &ReadOptions) -> Result<History, InputError> {
-        let mut history =
-            History { names: Vec::new(), plans: Vec::new(), lines: Vec::new(), spill: None, threads: options.threads.max(1) };
+        let mut history = History {
+            names: Vec::new(),
+            plans: Vec::new(),
+            lines: Vec::new(),
+            spill: None,
+            threads: options.threads.max(1),
+        };
         for (i, source) in sources.into_iter().enumerate() {
             let (name, place) = match source {
                 Source::Path(p) => (p.display().to_string(), Place::File(p)),
