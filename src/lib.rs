@@ -2,6 +2,7 @@
 pub mod backtest;
 pub mod band;
 pub mod calibrate;
+pub mod cli;
 pub mod config_issue;
 pub mod engine;
 pub mod event;

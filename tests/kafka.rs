@@ -394,3 +394,92 @@ fn two_instances_then_one_leaves(
     assert!(a.stop().success());
     (t, events, log)
 }
+
+/// Issue 24, case 5. The wall-clock idle advance moves an idle partition's stream time on and
+/// fires the timers it passes; their outputs are committed although no input offset moved. A
+/// restarted (or handed-over) partition used to rebuild to the committed offsets only, so its
+/// stream time was back where the input left it, and its own idle advance fired the same timers
+/// again: a read_committed reader saw those outputs twice. Two customers are made to reach
+/// `retention_days` of silence (and so emit their final score) a few seconds of stream time
+/// after the input ends: the first while the first instance idles (then SIGKILL), the second
+/// while the second instance idles (then a graceful stop: the handover). A third instance idles
+/// on. Every output must be there once.
+#[test]
+#[ignore = "needs a Kafka broker: make test-kafka"]
+fn idle_advance_outputs_are_not_repeated_after_a_crash_or_a_handover() {
+    use healthscore::event::format_rfc3339;
+    const DAY: i64 = 86_400_000;
+    let t = topics("idle");
+    create_all(&t, 1);
+    let engine = healthscore::engine::EngineConfig::default();
+    let (retention, lateness) = (engine.retention_days as i64 * DAY, engine.allowed_lateness_secs as i64 * 1000);
+    // A customer's daily timer comes due at a fixed time of day given by its id's hash (the
+    // engine's `first_timer`); its final score fires at the first due time `retention` after its
+    // last event. Stream time ends 8 s before the first customer's, the second's 25 s later.
+    let due_of_day = |id: &str| (healthscore::hash::hash64(id) % DAY as u64) as i64;
+    let base = healthscore::event::parse_date_or_datetime("2026-09-01").unwrap();
+    let first = "quiet-1";
+    let d1 = base + due_of_day(first);
+    let gap = |id: &str| (due_of_day(id) - due_of_day(first)).rem_euclid(DAY);
+    let second = (0u64..).map(|i| format!("quiet-2-{i}")).find(|id| (24_000..26_000).contains(&gap(id))).unwrap();
+    let d2 = d1 + gap(&second);
+    let end = d1 - 8_000 + lateness; // the last event: stream time is d1 - 8 s
+    let event = |id: &str, customer: &str, at: i64| {
+        format!(
+            r#"{{"event_id":"{id}","customer_id":"{customer}","timestamp":"{}","type":"feature_used","feature":"reports"}}"#,
+            format_rfc3339(at)
+        )
+    };
+    let producer = input_producer(&brokers()).unwrap();
+    let mut history = vec![
+        (first.to_string(), event("q1", first, d1 - retention - 3_600_000)),
+        (second.clone(), event("q2", &second, d2 - retention - 3_600_000)),
+    ];
+    // Two customers confirm the leap to the end (a single event may not move stream time
+    // `max_lead_secs` ahead).
+    for c in ["clock-a", "clock-b"] {
+        history.push((c.to_string(), event(&format!("{c}-e"), c, end)));
+    }
+    for (key, payload) in &history {
+        producer.send(BaseRecord::to(&t.usage).key(key).payload(payload)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let finals = |customer: &str| -> usize {
+        outputs(&t.output, "read_committed")
+            .get(customer)
+            .map_or(0, |all| all.iter().filter(|o| o.contains(r#""reason":"final""#)).count())
+    };
+    let wait_final = |customer: &str, service: &Service| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while finals(customer) == 0 {
+            assert!(Instant::now() < deadline, "no final score for {customer}; log:\n{}", service.logs());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    };
+    let group = "idle-group";
+    let idle = [("HEALTHSCORE__PIPELINE__IDLE_ADVANCE_SECS", "1")];
+    let a = Service::start(&t, group, "exactly_once", "idle-1", &idle);
+    wait_final(first, &a);
+    a.kill();
+    let b = Service::start(&t, group, "exactly_once", "idle-1", &idle);
+    wait_final(&second, &b);
+    assert!(b.stop().success());
+    let c = Service::start(&t, group, "exactly_once", "idle-1", &idle);
+    // Long enough for a restored stream time to reach both due times again (8 + 25 s of idling
+    // past the input's end), had it gone back there.
+    std::thread::sleep(Duration::from_secs(40));
+    assert!(c.stop().success());
+
+    let committed = outputs(&t.output, "read_committed");
+    let mut seen = std::collections::HashMap::new();
+    for (customer, all) in &committed {
+        for o in all {
+            let v: serde_json::Value = serde_json::from_str(o).unwrap();
+            *seen.entry((customer.clone(), v["event_id"].as_str().unwrap().to_string())).or_insert(0) += 1;
+        }
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert_eq!((finals(first), finals(&second)), (1, 1), "each final score once; repeated: {repeated:?}");
+    assert!(repeated.is_empty(), "outputs a read_committed reader saw more than once: {repeated:?}");
+}

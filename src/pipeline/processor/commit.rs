@@ -5,6 +5,7 @@
 //! [`Epochs`](crate::pipeline::acks::Epochs)); a failed delivery rewinds to the last commit instead of committing past it.
 //! Also producing, with backpressure, and waiting for deliveries.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use tracing::warn;
 
 use super::rebalance::Ctx;
 use super::{scopeguard, Shared, State, Stats, TIMEOUT};
+use crate::event::Millis;
 use crate::pipeline::acks::{Acks, Position};
 use crate::pipeline::config::Guarantee;
 
@@ -60,16 +62,19 @@ impl State {
     /// acknowledged by now ([`Wait::No`], see [`Epochs`](crate::pipeline::acks::Epochs)), or every one after waiting for them.
     pub(super) fn commit(&mut self, shared: &Shared, consumer: &BaseConsumer<Ctx>, wait: Wait) -> anyhow::Result<()> {
         let topics = shared.config.kafka.topics.inputs();
+        let guarantee = shared.config.kafka.processing_guarantee;
+        let deferred = guarantee == Guarantee::AtLeastOnce && wait == Wait::No;
         let mut positions: Vec<Position> = Vec::new();
         for (p, task) in &self.tasks {
+            // An idle advance since the last commit: its stream time is committed with the
+            // partition's offsets, moved or not (a deferred commit waits for the next flush).
+            let floor_moved = !deferred && self.idle_floor.get(p) != self.committed_floor.get(p);
             for (s, input) in task.inputs.iter().enumerate() {
-                if let Some(pos) = input.position.filter(|pos| Some(*pos) != input.committed) {
+                if let Some(pos) = input.position.filter(|pos| floor_moved || Some(*pos) != input.committed) {
                     positions.push((s, *p, pos));
                 }
             }
         }
-        let guarantee = shared.config.kafka.processing_guarantee;
-        let deferred = guarantee == Guarantee::AtLeastOnce && wait == Wait::No;
         if positions.is_empty() && !self.dirty && !deferred {
             return Ok(());
         }
@@ -81,7 +86,7 @@ impl State {
         if deferred {
             return self.commit_acknowledged(shared, consumer, positions);
         }
-        let tpl = offsets_list(topics, &positions)?;
+        let tpl = offsets_list(topics, &positions, &self.idle_floor)?;
         match guarantee {
             Guarantee::ExactlyOnce => {
                 let mut backoff = Duration::from_millis(50);
@@ -138,6 +143,7 @@ impl State {
                 }
             }
         }
+        self.committed_floor.clone_from(&self.idle_floor);
         self.dirty = false;
         shared.stats.commits.fetch_add(1, Relaxed);
         Ok(())
@@ -160,7 +166,9 @@ impl State {
         if ready.is_empty() {
             return Ok(()); // outputs without new input (idle time moving on): nothing to commit
         }
-        let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready)?;
+        // The idle stream times as of the last flush, whose outputs are all acknowledged (a
+        // commit without them would erase the ones committed).
+        let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready, &self.committed_floor)?;
         if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
             warn!(error = %e, "offset commit failed; will retry");
             return Ok(());
@@ -260,11 +268,46 @@ pub(super) fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message
     }
 }
 
-/// Positions as a list to commit.
-fn offsets_list(topics: [&str; 3], positions: &[Position]) -> KafkaResult<TopicPartitionList> {
+/// Positions as a list to commit, each with its partition's idle stream time from `floors`, if
+/// any, as its metadata.
+fn offsets_list(
+    topics: [&str; 3],
+    positions: &[Position],
+    floors: &HashMap<i32, Millis>,
+) -> KafkaResult<TopicPartitionList> {
     let mut tpl = TopicPartitionList::new();
     for &(s, p, offset) in positions {
-        tpl.add_partition_offset(topics[s], p, Offset::Offset(offset))?;
+        let mut e = tpl.add_partition(topics[s], p);
+        e.set_offset(Offset::Offset(offset))?;
+        if let Some(&t) = floors.get(&p) {
+            e.set_metadata(floor_metadata(t));
+        }
     }
     Ok(tpl)
+}
+
+/// How an idle stream time is written in a committed offset's metadata (Kafka Streams keeps a
+/// partition's stream time there too).
+const FLOOR_METADATA: &str = "healthscore:idle_stream_time=";
+
+pub(super) fn floor_metadata(t: Millis) -> String {
+    format!("{FLOOR_METADATA}{t}")
+}
+
+/// The idle stream time a committed offset's metadata records, if it records one.
+pub(super) fn floor_of(metadata: &str) -> Option<Millis> {
+    metadata.strip_prefix(FLOOR_METADATA)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_stream_time_reads_back_from_its_metadata_and_nothing_else_does() {
+        assert_eq!(floor_of(&floor_metadata(1_790_000_000_123)), Some(1_790_000_000_123));
+        assert_eq!(floor_of(""), None, "a commit without an idle advance");
+        assert_eq!(floor_of("some other tool's metadata"), None);
+        assert_eq!(floor_of("healthscore:idle_stream_time=soon"), None);
+    }
 }

@@ -60,6 +60,7 @@ pub use super::metrics::Stats;
 use super::metrics::{EngineTotals, Scraped};
 use super::task::PartitionTask;
 use crate::engine::Engine;
+use crate::event::Millis;
 use crate::score::Scorecard;
 use crate::snapshot::{SnapshotStore, Snapshotter};
 
@@ -113,9 +114,23 @@ pub struct State {
     pending_seeks: HashMap<(String, i32), Offset>,
     /// Writes snapshots in the background.
     snapshotter: Option<Snapshotter>,
-    /// When each partition was last snapshotted, and at which offsets.
-    snapshotted: HashMap<i32, (Instant, [Option<i64>; 3])>,
+    /// When each partition was last snapshotted, at which offsets and stream time (an idle
+    /// advance moves the latter alone).
+    snapshotted: HashMap<i32, Snapshotted>,
+    /// The stream time each partition's idle advance took it to (the latest), and the same as
+    /// of the last commit: recorded in the committed offsets' metadata (see `commit`), so a
+    /// rebuilt task re-advances to it instead of firing those timers, whose outputs are
+    /// committed, again.
+    idle_floor: HashMap<i32, Millis>,
+    committed_floor: HashMap<i32, Millis>,
+    /// Rebuilt tasks that re-advance to their committed idle stream time (outputs suppressed)
+    /// once their re-read is done.
+    reapply_floor: HashMap<i32, Millis>,
 }
+
+/// When a partition was last snapshotted, at which input offsets (usage, support, billing) and
+/// at which stream time.
+type Snapshotted = (Instant, [Option<i64>; 3], Option<Millis>);
 
 impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
@@ -214,6 +229,9 @@ impl Processor {
                 pending_seeks: HashMap::new(),
                 snapshotter: snapshots.clone().map(Snapshotter::new),
                 snapshotted: HashMap::new(),
+                idle_floor: HashMap::new(),
+                committed_floor: HashMap::new(),
+                reapply_floor: HashMap::new(),
             }),
             producer,
             acks,

@@ -324,7 +324,21 @@ impl State {
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
             task.engine.set_wall_clock(wall_clock);
             task.process(16_384, &mut done);
-            if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 {
+            if !task.restoring() {
+                if let Some(floor) = self.reapply_floor.remove(p) {
+                    // Where committed idle advances took this partition before it was rebuilt:
+                    // the timers on the way fired then, and their outputs are committed.
+                    let mut suppressed = Vec::new();
+                    task.engine.advance_to(floor, &mut suppressed);
+                    info!(
+                        partition = p,
+                        stream_time = floor,
+                        outputs_suppressed = suppressed.len(),
+                        "re-advanced to the committed idle stream time"
+                    );
+                }
+            }
+            if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 && !task.restoring() {
                 let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
                 if idle_for >= Duration::from_secs(config.pipeline.idle_advance_secs) {
                     let since = *self.idle_advanced.get(p).unwrap_or(&(now - idle_for));
@@ -332,6 +346,7 @@ impl State {
                     if step >= 1000 {
                         if let Some(t) = task.engine.stream_time() {
                             task.engine.advance_to(t + step, &mut done.outputs);
+                            self.idle_floor.insert(*p, t + step);
                         }
                         self.idle_advanced.insert(*p, now);
                     }

@@ -20,7 +20,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
 
-use super::commit::Wait;
+use super::commit::{floor_of, Wait};
 use super::recovery::tally_snapshots;
 use super::{Shared, State, TIMEOUT};
 use crate::pipeline::task::PartitionTask;
@@ -79,6 +79,16 @@ impl State {
         // Partitions arriving whole (all three topics) and new here start from a snapshot.
         let mut whole: BTreeMap<i32, [Option<Option<i64>>; 3]> = BTreeMap::new();
         for e in committed.elements() {
+            // The stream time committed idle advances took the partition to (the latest of its
+            // three topics'): the rebuilt task goes there once it has re-read its input.
+            if let Some(floor) = floor_of(e.metadata()) {
+                let p = e.partition();
+                if self.committed_floor.get(&p).is_none_or(|f| *f < floor) {
+                    self.committed_floor.insert(p, floor);
+                    self.idle_floor.insert(p, floor);
+                    self.reapply_floor.insert(p, floor);
+                }
+            }
             if let Some(source) = shared.source_of(e.topic()) {
                 let offset = match e.offset() {
                     Offset::Offset(o) => Some(o),
@@ -169,6 +179,9 @@ impl State {
             self.stall_warned.remove(&p);
             self.last_input.remove(&p);
             self.idle_advanced.remove(&p);
+            self.idle_floor.remove(&p);
+            self.committed_floor.remove(&p);
+            self.reapply_floor.remove(&p);
         }
         Ok(())
     }

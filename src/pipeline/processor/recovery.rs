@@ -37,6 +37,17 @@ impl State {
             }
         });
         let task = self.prepare_task(shared, p, committed);
+        // Back to the idle stream time of the last commit (what its outputs were committed at).
+        match self.committed_floor.get(&p).copied() {
+            Some(floor) => {
+                self.idle_floor.insert(p, floor);
+                self.reapply_floor.insert(p, floor);
+            }
+            None => {
+                self.idle_floor.remove(&p);
+                self.reapply_floor.remove(&p);
+            }
+        }
         for (s, (new, old)) in task.inputs.iter().zip(&old.inputs).enumerate() {
             if new.position.is_some() || old.position.is_some() || old.restore_until.is_some() || !old.is_empty() {
                 let to = new.position.map_or(Offset::Beginning, Offset::Offset);
@@ -61,7 +72,7 @@ impl State {
             input.restore_until = c;
         }
         let offsets = [0, 1, 2].map(|s| task.inputs[s].position);
-        self.snapshotted.insert(p, (Instant::now(), offsets));
+        self.snapshotted.insert(p, (Instant::now(), offsets, task.engine.stream_time()));
         task
     }
 
@@ -144,12 +155,21 @@ impl State {
     /// revoke and shutdown); otherwise skip it then (it is due again next time).
     pub(super) fn snapshot(&mut self, shared: &Shared, p: i32, wait: bool) {
         let (Some(snapshotter), Some(task)) = (self.snapshotter.as_mut(), self.tasks.get(&p)) else { return };
-        if !task.settled() {
+        // An idle advance not committed yet, or one a rebuilt task has still to re-apply: the
+        // state is not that of the committed input and stream time.
+        if !task.settled()
+            || self.idle_floor.get(&p) != self.committed_floor.get(&p)
+            || self.reapply_floor.contains_key(&p)
+        {
             return;
         }
         let offsets = [0, 1, 2].map(|s| task.inputs[s].position);
-        if offsets.iter().all(Option::is_none) || self.snapshotted.get(&p).is_some_and(|(_, o)| *o == offsets) {
-            self.snapshotted.insert(p, (Instant::now(), offsets));
+        let time = task.engine.stream_time();
+        // Unchanged since the last snapshot: neither input nor an idle advance moved it.
+        if offsets.iter().all(Option::is_none)
+            || self.snapshotted.get(&p).is_some_and(|(_, o, t)| *o == offsets && *t == time)
+        {
+            self.snapshotted.insert(p, (Instant::now(), offsets, time));
             return;
         }
         if !wait && snapshotter.busy() {
@@ -164,7 +184,7 @@ impl State {
         } else if !snapshotter.offer(pending) {
             return;
         }
-        self.snapshotted.insert(p, (Instant::now(), offsets));
+        self.snapshotted.insert(p, (Instant::now(), offsets, time));
     }
 
     /// The partition whose snapshot is oldest, if it is due and the writer is free (one per
@@ -176,7 +196,7 @@ impl State {
         let every = Duration::from_secs(shared.config.snapshot.interval_secs);
         self.tasks
             .keys()
-            .map(|p| (self.snapshotted.get(p).map_or(now, |(t, _)| *t), *p))
+            .map(|p| (self.snapshotted.get(p).map_or(now, |(t, _, _)| *t), *p))
             .filter(|(t, _)| now.duration_since(*t) >= every)
             .min()
             .map(|(_, p)| p)
