@@ -59,16 +59,18 @@ echo "history: $HISTORY ($LINES lines, $(du -m "$HISTORY" | cut -f1) MB); $(npro
 cat "$HISTORY" >/dev/null # in the page cache for every run alike
 
 read -r ceil_s ceil_m < <(measure "$CEILING" "$HISTORY")
-read -r rep_s rep_m < <(measure "$BIN" replay -q --input "$HISTORY" --output "$DIR/replay.out")
-read -r repn_s repn_m < <(measure "$BIN" replay -q --partitions "$THREADS" --input "$HISTORY" --output "$DIR/replay-p.out")
+read -r rep_s rep_m < <(measure "$BIN" replay -q --threads 1 --input "$HISTORY" --output "$DIR/replay.out")
+read -r rept_s rept_m < <(measure "$BIN" replay -q --threads "$THREADS" --input "$HISTORY" --output "$DIR/replay-t.out")
+read -r repn_s repn_m < <(measure "$BIN" replay -q --threads "$THREADS" --partitions "$THREADS" --input "$HISTORY" --output "$DIR/replay-p.out")
 read -r duck1_s duck1_m < <(measure "$DUCKDB_PY" "$SHARED_DUCKDB/run.py" "$HISTORY" "$DIR/duck" --threads 1)
 read -r duckn_s duckn_m < <(measure "$DUCKDB_PY" "$SHARED_DUCKDB/run.py" "$HISTORY" "$DIR/duck" --threads 0)
 
 echo "| run (whole process, wall) | time | lines/s | max RSS |"
 echo "|---|---|---|---|"
 row "serde_json typed parse (ceiling), 1 thread" "$ceil_s" "$ceil_m" "$LINES"
-row "replay, 1 partition" "$rep_s" "$rep_m" "$LINES"
-row "replay --partitions $THREADS" "$repn_s" "$repn_m" "$LINES"
+row "replay, 1 partition, --threads 1" "$rep_s" "$rep_m" "$LINES"
+row "replay, 1 partition, --threads $THREADS" "$rept_s" "$rept_m" "$LINES"
+row "replay --partitions $THREADS --threads $THREADS" "$repn_s" "$repn_m" "$LINES"
 row "DuckDB daily scores, 1 thread" "$duck1_s" "$duck1_m" "$LINES"
 row "DuckDB daily scores, all cores" "$duckn_s" "$duckn_m" "$LINES"
 awk -v r="$rep_s" -v c="$ceil_s" -v d="$duck1_s" -v rn="$repn_s" -v dn="$duckn_s" 'BEGIN {
@@ -90,7 +92,7 @@ if [ "$LONG" = 1 ]; then
 		fi
 		files+=("$f")
 	done
-	read -r long_s long_m < <(measure "$BIN" replay -q --input "${files[@]}" --output "$DIR/replay-long.out")
+	read -r long_s long_m < <(measure "$BIN" replay -q --threads 1 --input "${files[@]}" --output "$DIR/replay-long.out")
 	row "replay, 10x longer history (10 files)" "$long_s" "$long_m" "$((LINES * 10))"
 	awk -v a="$rep_m" -v b="$long_m" 'BEGIN { printf "RSS 10x / 1x: %.2f (target 0.9-1.1)\n", b / a }'
 fi

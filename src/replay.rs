@@ -8,6 +8,7 @@
 //! no other event confirmed, nor a rejected line's), so the allowed lateness does not hold back
 //! the last timers.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -44,15 +45,25 @@ pub struct ReplaySummary {
 /// Replays `history` through `engines`, one engine per partition, writing each output as a JSON
 /// line to `out` and handing each rejected line to `dead_letter` (in input order).
 ///
-/// With one engine, lines stream through it and outputs are written as they come. With several,
-/// customers are split over them by Kafka's default partitioner on `customer_id` (as producers
-/// keyed by customer split them over that many partitions), each partition runs on its own
-/// thread with its own stream time, exactly as the Kafka shell runs one engine per partition,
-/// and the outputs are merged by (timestamp, partition, order within the partition): the same
-/// input and partition count always give the same bytes. A partition's stream time only moves
-/// with its own events, so timers can fire at other points of the input than with a single
-/// engine: compare outputs between runs with the same partition count. (The partitions' outputs
-/// and dead letters are held until the end to be merged; the input is not.)
+/// Customers are split over the engines by Kafka's default partitioner on `customer_id` (as
+/// producers keyed by customer split them over that many partitions), and each partition has
+/// its own stream time, exactly as the Kafka shell runs one engine per partition. With one
+/// engine the outputs are written in the order the engine emits them. With several, a
+/// partition's outputs keep their order and the partitions' are interleaved by the point of the
+/// input that produced them: the input is cut into pieces (a partition's next [`BATCH`] lines,
+/// and every [`FLUSH_EVERY`] lines of input whatever a partition holds), each piece's outputs
+/// come after those of every piece that ended earlier in the input, ties in partition order;
+/// the outputs of the last advance come last, in partition order. So the same input and
+/// partition count always give the same bytes, whatever the history's thread count
+/// ([`crate::input::ReadOptions::threads`]). A partition's stream time only moves with its own
+/// events, so timers can fire at other points of the input than with a single engine: compare
+/// outputs between runs with the same partition count.
+///
+/// Threads: with one, everything runs on the calling thread. With more, the input is read,
+/// ordered and routed on one thread, the engines run on up to that many others (a partition
+/// stays on one), and the outputs are merged and written on the calling thread. Memory does not
+/// grow with the history: a partition's outputs wait only until every partition has passed the
+/// same point of the input.
 pub fn replay(
     engines: &mut [Engine],
     history: &History,
@@ -75,10 +86,9 @@ pub fn replay_with(
     assert!(!engines.is_empty(), "replay needs at least one engine");
     let started = Instant::now();
     let mut summary = ReplaySummary::default();
+    let mut w = OutputWriter { out, buf: Vec::with_capacity(2 * WRITE_CHUNK), error: None };
 
-    if let [engine] = engines {
-        let mut buf = Vec::with_capacity(1 << 16);
-        let mut write_error = None;
+    if let ([engine], 1) = (&mut *engines, history.threads()) {
         let mut feed = Merged { lines: history.lines()?, seq: 0 };
         let counts = run_partition(
             engine,
@@ -86,125 +96,303 @@ pub fn replay_with(
             advance_to_end.then_some(Millis::MAX),
             &[],
             |_, _| {},
-            |o| {
-                o.write_json(&mut buf);
-                buf.push(b'\n');
-                if buf.len() >= 1 << 16 {
-                    if let Err(e) = out.write_all(&buf) {
-                        write_error.get_or_insert(e);
-                    }
-                    buf.clear();
-                }
-            },
+            |o| w.write(o),
             |batch, i, rejection| {
                 let l = &batch.lines[i];
                 dead_letter(DeadLetter { file: l.file, line: l.line, bytes: batch.bytes(i), rejection })
             },
         )?;
-        if let Some(e) = write_error {
-            return Err(e);
-        }
-        out.write_all(&buf)?;
         summary.lines = feed.seq;
         summary.add(&counts);
     } else {
-        let (mut results, lines) = run_partitions(engines, history)?;
+        let mut report = |r: &Reject| {
+            dead_letter(DeadLetter { file: r.file, line: r.line, bytes: &r.bytes, rejection: r.rejection.clone() })
+        };
+        let (lines, counts) = run_partitions(engines, history, &mut w, &mut report)?;
         summary.lines = lines;
+        summary.add(&counts);
         // Every partition ends at the latest time any of them accepted, as one history.
         let end = engines.iter().filter_map(Engine::latest_event_time).max().filter(|_| advance_to_end);
         if let Some(end) = end {
-            std::thread::scope(|scope| {
-                for (engine, run) in engines.iter_mut().zip(results.iter_mut()) {
-                    scope.spawn(move || {
-                        let mut outputs = Vec::new();
-                        engine.advance_to(end, &mut outputs);
-                        run.counts.outputs += outputs.len() as u64;
-                        run.outputs.extend(outputs.iter().map(|o| (o.timestamp(), o.to_json())));
-                    });
-                }
-            });
-        }
-        let mut outputs: Vec<(Millis, usize, usize, &[u8])> = Vec::new();
-        let mut rejects = Vec::new();
-        for (p, run) in results.iter().enumerate() {
-            summary.add(&run.counts);
-            outputs.extend(run.outputs.iter().enumerate().map(|(k, (t, json))| (*t, p, k, json.as_slice())));
-            rejects.extend(run.rejects.iter());
-        }
-        outputs.sort_unstable_by_key(|&(t, p, k, _)| (t, p, k));
-        let mut w = io::BufWriter::with_capacity(1 << 16, &mut *out);
-        for (_, _, _, json) in outputs {
-            w.write_all(json)?;
-            w.write_all(b"\n")?;
-        }
-        w.flush()?;
-        rejects.sort_unstable_by_key(|r| r.seq);
-        for r in rejects {
-            dead_letter(DeadLetter { file: r.file, line: r.line, bytes: &r.bytes, rejection: r.rejection.clone() });
+            let mut outputs = Vec::new();
+            for engine in engines.iter_mut() {
+                engine.advance_to(end, &mut outputs);
+                summary.outputs += outputs.len() as u64;
+                outputs.drain(..).for_each(|o| w.write(&o));
+            }
         }
     }
-    out.flush()?;
+    w.finish()?;
     summary.elapsed = started.elapsed();
     Ok(summary)
 }
 
-/// Reads `history` once, sending each line to its customer's partition, a batch at a time, and
-/// runs each partition's engine on its own thread. Returns what each partition did and how many
-/// lines there were.
-fn run_partitions(engines: &mut [Engine], history: &History) -> io::Result<(Vec<PartitionRun>, u64)> {
-    let n = engines.len();
-    let finder = memmem::Finder::new(b"\"customer_id\"");
-    std::thread::scope(|scope| {
-        let mut senders = Vec::with_capacity(n);
-        let mut handles = Vec::with_capacity(n);
-        for engine in engines.iter_mut() {
-            let (tx, rx) = mpsc::sync_channel::<Batch>(16);
-            senders.push(tx);
-            handles.push(scope.spawn(move || {
-                let mut run = PartitionRun::default();
-                let mut feed = Received { rx, next: None };
-                let counts = run_partition(
-                    engine,
-                    &mut feed,
-                    None,
-                    &[],
-                    |_, _| {},
-                    |o| run.outputs.push((o.timestamp(), o.to_json())),
-                    |batch, i, rejection| {
-                        let l = &batch.lines[i];
-                        let bytes = batch.bytes(i).to_vec();
-                        run.rejects.push(Reject { seq: l.seq, file: l.file, line: l.line, bytes, rejection });
-                    },
-                );
-                run.counts = counts.expect("a partition's feed cannot fail");
-                run
-            }));
+/// Bytes of serialised outputs gathered before they are written.
+const WRITE_CHUNK: usize = 1 << 16;
+
+/// Outputs as JSON lines to a writer, a chunk at a time; the first write error is kept.
+struct OutputWriter<'a, W: Write> {
+    out: &'a mut W,
+    buf: Vec<u8>,
+    error: Option<io::Error>,
+}
+
+impl<W: Write> OutputWriter<'_, W> {
+    fn write(&mut self, o: &Output) {
+        o.write_json(&mut self.buf);
+        self.buf.push(b'\n');
+        if self.buf.len() >= WRITE_CHUNK {
+            if let Err(e) = self.out.write_all(&self.buf) {
+                self.error.get_or_insert(e);
+            }
+            self.buf.clear();
         }
-        let mut seq = 0;
-        let mut route = || -> io::Result<()> {
-            let mut pending: Vec<Batch> = (0..n).map(|_| Batch::default()).collect();
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.out.write_all(&self.buf)?;
+        self.out.flush()
+    }
+}
+
+/// Reads `history` once, routes each line to its customer's partition a batch at a time, runs
+/// the partitions' engines (on the calling thread with one thread, else on worker threads while
+/// another reads) and writes their outputs and rejections in the merged order [`replay`]
+/// describes. Returns how many lines there were and what the engines did.
+fn run_partitions<W: Write>(
+    engines: &mut [Engine],
+    history: &History,
+    w: &mut OutputWriter<'_, W>,
+    report: &mut impl FnMut(&Reject),
+) -> io::Result<(u64, Counts)> {
+    let n = engines.len();
+    let mut merger = Merger::new(n);
+    let threads = history.threads();
+    if threads <= 1 {
+        let mut router = Router::new(n, Vec::new());
+        let mut scratch = Scratch::default();
+        let mut lines = history.lines()?;
+        let mut send = |p: usize, batch: Batch| {
+            merger.accept(apply(&mut engines[p], p, &batch, &mut scratch));
+            merger.release(w, report);
+        };
+        while let Some(l) = lines.next()? {
+            router.route(&l, &mut send);
+        }
+        router.finish(&mut send);
+        merger.release_all(w, report);
+        return Ok((router.seq, merger.counts));
+    }
+    // Partition p runs on worker p % workers.
+    let workers = n.min(threads);
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = mpsc::sync_channel::<Applied>(64);
+        let mut inputs = Vec::with_capacity(workers);
+        let mut mine: Vec<Vec<(usize, &mut Engine)>> = (0..workers).map(|_| Vec::new()).collect();
+        for (p, engine) in engines.iter_mut().enumerate() {
+            mine[p % workers].push((p, engine));
+        }
+        for mut engines in mine {
+            let (tx, rx) = mpsc::sync_channel::<(usize, Batch)>(16);
+            inputs.push(tx);
+            let done = done_tx.clone();
+            scope.spawn(move || {
+                let mut scratch = Scratch::default();
+                for (p, batch) in rx {
+                    let engine = &mut *engines.iter_mut().find(|(q, _)| *q == p).expect("routed here").1;
+                    // A closed channel is the writer gone with an error: stop quietly.
+                    if done.send(apply(engine, p, &batch, &mut scratch)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let reader = scope.spawn(move || -> io::Result<u64> {
+            let mut router = Router::new(n, Vec::new());
+            // A closed channel is a worker that panicked: its join says so.
+            let mut send = |p: usize, batch: Batch| {
+                let _ = inputs[p % workers].send((p, batch));
+            };
             let mut lines = history.lines()?;
             while let Some(l) = lines.next()? {
-                let p = partition_of(&finder, l.bytes, n as u32) as usize;
-                pending[p].push(seq, &l);
-                seq += 1;
-                if pending[p].lines.len() == BATCH {
-                    // A closed channel is a partition that panicked: its join says so.
-                    let _ = senders[p].send(std::mem::take(&mut pending[p]));
-                }
+                router.route(&l, &mut send);
             }
-            for (p, batch) in pending.into_iter().enumerate() {
-                if !batch.lines.is_empty() {
-                    let _ = senders[p].send(batch);
-                }
-            }
-            Ok(())
-        };
-        let routed = route();
-        drop(senders);
-        let runs = handles.into_iter().map(|h| h.join().expect("a replay partition panicked")).collect();
-        routed.map(|()| (runs, seq))
+            router.finish(&mut send);
+            Ok(router.seq)
+        });
+        for applied in done_rx {
+            merger.accept(applied);
+            merger.release(w, report);
+        }
+        merger.release_all(w, report);
+        let lines = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        Ok((lines, std::mem::take(&mut merger.counts)))
     })
+}
+
+/// Lines of input after which every partition's pending lines are sent on, however few (none
+/// included, so that each partition's progress is known): how far one partition's outputs can
+/// wait for another's.
+pub const FLUSH_EVERY: u64 = 4096;
+
+/// Cuts the ordered input into each partition's batches. The cuts depend only on the input and
+/// the partition count, never on timing, so the merged order does not either.
+struct Router {
+    finder: memmem::Finder<'static>,
+    pending: Vec<Batch>,
+    /// Lines routed so far.
+    seq: u64,
+    /// Event times a batch must not cross (one partition only), ascending, and the next.
+    ticks: Vec<Millis>,
+    next_tick: usize,
+}
+
+impl Router {
+    fn new(partitions: usize, ticks: Vec<Millis>) -> Router {
+        Router {
+            finder: memmem::Finder::new(b"\"customer_id\"").into_owned(),
+            pending: (0..partitions).map(|_| Batch::new()).collect(),
+            seq: 0,
+            ticks,
+            next_tick: 0,
+        }
+    }
+
+    fn route(&mut self, l: &Line<'_>, send: &mut impl FnMut(usize, Batch)) {
+        let n = self.pending.len();
+        let p = if n == 1 { 0 } else { partition_of(&self.finder, l.bytes, n as u32) as usize };
+        while self.ticks.get(self.next_tick).is_some_and(|t| l.time > *t) {
+            self.next_tick += 1;
+            if !self.pending[0].lines.is_empty() {
+                self.send(0, send);
+            }
+        }
+        self.pending[p].push(self.seq, l);
+        self.seq += 1;
+        if self.pending[p].lines.len() == BATCH {
+            self.send(p, send);
+        }
+        if n > 1 && self.seq % FLUSH_EVERY == 0 {
+            (0..n).for_each(|p| self.send(p, send));
+        }
+    }
+
+    /// Sends what is left.
+    fn finish(&mut self, send: &mut impl FnMut(usize, Batch)) {
+        for p in 0..self.pending.len() {
+            if !self.pending[p].lines.is_empty() || self.pending.len() > 1 {
+                self.send(p, send);
+            }
+        }
+    }
+
+    fn send(&mut self, p: usize, send: &mut impl FnMut(usize, Batch)) {
+        let mut batch = std::mem::replace(&mut self.pending[p], Batch::new());
+        batch.key = self.seq;
+        send(p, batch);
+    }
+}
+
+/// What one batch did on its partition's engine.
+struct Applied {
+    partition: usize,
+    /// The batch's [`Batch::key`].
+    key: u64,
+    outputs: Vec<Output>,
+    rejects: Vec<Reject>,
+    counts: Counts,
+}
+
+/// Buffers reused from batch to batch.
+#[derive(Default)]
+struct Scratch {
+    results: Vec<Result<Outcome, Rejection>>,
+}
+
+fn apply(engine: &mut Engine, partition: usize, batch: &Batch, scratch: &mut Scratch) -> Applied {
+    let mut applied =
+        Applied { partition, key: batch.key, outputs: Vec::new(), rejects: Vec::new(), counts: Counts::default() };
+    let inputs: Vec<(&[u8], Option<crate::event::Source>, Option<KnownTime>)> =
+        (0..batch.lines.len()).map(|i| (batch.bytes(i), None, batch.lines[i].known)).collect();
+    engine.apply_batch(&inputs, &mut scratch.results, &mut applied.outputs);
+    for (i, result) in scratch.results.drain(..).enumerate() {
+        match result {
+            Ok(Outcome::Applied) => applied.counts.applied += 1,
+            Ok(Outcome::Duplicate) => applied.counts.duplicates += 1,
+            Err(rejection) => {
+                applied.counts.rejected += 1;
+                let l = &batch.lines[i];
+                let bytes = batch.bytes(i).to_vec();
+                applied.rejects.push(Reject { seq: l.seq, file: l.file, line: l.line, bytes, rejection });
+            }
+        }
+    }
+    applied.counts.outputs = applied.outputs.len() as u64;
+    applied
+}
+
+/// Puts the partitions' outputs and rejections in the merged order as their batches come: an
+/// output leaves once every partition has applied a batch with a key at least its own (no
+/// partition can produce an earlier one then), a rejection once every partition is past its line.
+struct Merger {
+    /// The key of each partition's latest applied batch.
+    progress: Vec<u64>,
+    outputs: Vec<VecDeque<(u64, Output)>>,
+    rejects: Vec<VecDeque<Reject>>,
+    counts: Counts,
+}
+
+impl Merger {
+    fn new(partitions: usize) -> Merger {
+        Merger {
+            progress: vec![0; partitions],
+            outputs: (0..partitions).map(|_| VecDeque::new()).collect(),
+            rejects: (0..partitions).map(|_| VecDeque::new()).collect(),
+            counts: Counts::default(),
+        }
+    }
+
+    fn accept(&mut self, a: Applied) {
+        let p = a.partition;
+        self.progress[p] = a.key;
+        self.outputs[p].extend(a.outputs.into_iter().map(|o| (a.key, o)));
+        self.rejects[p].extend(a.rejects);
+        self.counts.add(&a.counts);
+    }
+
+    fn release<W: Write>(&mut self, w: &mut OutputWriter<'_, W>, report: &mut impl FnMut(&Reject)) {
+        let until = self.progress.iter().copied().min().unwrap_or(u64::MAX);
+        self.release_until(until, w, report);
+    }
+
+    fn release_all<W: Write>(&mut self, w: &mut OutputWriter<'_, W>, report: &mut impl FnMut(&Reject)) {
+        self.release_until(u64::MAX, w, report);
+    }
+
+    /// Outputs with keys up to `until`, rejections of lines before it.
+    fn release_until<W: Write>(&mut self, until: u64, w: &mut OutputWriter<'_, W>, report: &mut impl FnMut(&Reject)) {
+        loop {
+            let next = (0..self.outputs.len())
+                .filter_map(|p| self.outputs[p].front().map(|(k, _)| (*k, p)))
+                .filter(|(k, _)| *k <= until)
+                .min();
+            let Some((_, p)) = next else { break };
+            let (_, o) = self.outputs[p].pop_front().expect("a front");
+            w.write(&o);
+        }
+        loop {
+            let next = (0..self.rejects.len())
+                .filter_map(|p| self.rejects[p].front().map(|r| (r.seq, p)))
+                .filter(|(s, _)| *s < until)
+                .min();
+            let Some((_, p)) = next else { break };
+            report(&self.rejects[p].pop_front().expect("a front"));
+        }
+    }
 }
 
 /// Lines per [`Engine::apply_batch`] call: enough for the prefetches of a batch to overlap,
@@ -219,13 +407,6 @@ struct Counts {
     outputs: u64,
 }
 
-#[derive(Default)]
-struct PartitionRun {
-    counts: Counts,
-    outputs: Vec<(Millis, Vec<u8>)>,
-    rejects: Vec<Reject>,
-}
-
 /// A line a partition rejected, kept to be reported in input order with the others'.
 struct Reject {
     seq: u64,
@@ -233,6 +414,15 @@ struct Reject {
     line: usize,
     bytes: Vec<u8>,
     rejection: Rejection,
+}
+
+impl Counts {
+    fn add(&mut self, c: &Counts) {
+        self.applied += c.applied;
+        self.duplicates += c.duplicates;
+        self.rejected += c.rejected;
+        self.outputs += c.outputs;
+    }
 }
 
 impl ReplaySummary {
@@ -249,6 +439,9 @@ impl ReplaySummary {
 struct Batch {
     bytes: Vec<u8>,
     lines: Vec<BatchLine>,
+    /// How many lines of the whole input had been routed when it was sent: its place in the
+    /// merged order of several partitions' outputs.
+    key: u64,
 }
 
 struct BatchLine {
@@ -263,6 +456,10 @@ struct BatchLine {
 }
 
 impl Batch {
+    fn new() -> Batch {
+        Batch { bytes: Vec::with_capacity(BATCH * 256), lines: Vec::with_capacity(BATCH), key: 0 }
+    }
+
     fn push(&mut self, seq: u64, l: &Line<'_>) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(l.bytes);
@@ -310,7 +507,7 @@ impl Feed for Merged {
     }
 }
 
-/// Batches the router sent to this partition (no ticks: `until` is never reached).
+/// Batches a reading thread sent, cut at the ticks already (so `until` is never crossed).
 struct Received {
     rx: mpsc::Receiver<Batch>,
     next: Option<Batch>,
@@ -318,8 +515,11 @@ struct Received {
 
 impl Feed for Received {
     fn peek_time(&mut self) -> io::Result<Option<Millis>> {
-        if self.next.is_none() {
-            self.next = self.rx.recv().ok();
+        while self.next.as_ref().is_none_or(|b| b.lines.is_empty()) {
+            match self.rx.recv() {
+                Ok(batch) => self.next = Some(batch),
+                Err(_) => return Ok(None),
+            }
         }
         Ok(self.next.as_ref().and_then(|b| b.lines.first()).map(|l| l.time))
     }
@@ -355,12 +555,39 @@ pub fn replay_observed(
         (Some(first), Some(last)) => ticks(first, last),
         _ => Vec::new(),
     };
-    let mut feed = Merged { lines: history.lines()?, seq: 0 };
-    let counts = run_partition(engine, &mut feed, last, &ticks, observe, &mut on_output, |batch, i, rejection| {
+    let reject = |batch: &Batch, i: usize, rejection| {
         let l = &batch.lines[i];
         dead_letter(DeadLetter { file: l.file, line: l.line, bytes: batch.bytes(i), rejection })
-    })?;
-    let mut summary = ReplaySummary { lines: feed.seq, ..Default::default() };
+    };
+    let (lines, counts) = if history.threads() <= 1 {
+        let mut feed = Merged { lines: history.lines()?, seq: 0 };
+        let counts = run_partition(engine, &mut feed, last, &ticks, observe, &mut on_output, reject)?;
+        (feed.seq, counts)
+    } else {
+        // Reading and ordering on a thread of their own, the engine (which `observe` reads) here.
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::sync_channel::<Batch>(16);
+            let cuts = ticks.clone();
+            let reader = scope.spawn(move || -> io::Result<u64> {
+                let mut router = Router::new(1, cuts);
+                let mut send = |_, batch| {
+                    let _ = tx.send(batch);
+                };
+                let mut lines = history.lines()?;
+                while let Some(l) = lines.next()? {
+                    router.route(&l, &mut send);
+                }
+                router.finish(&mut send);
+                Ok(router.seq)
+            });
+            let mut feed = Received { rx, next: None };
+            let counts = run_partition(engine, &mut feed, last, &ticks, observe, &mut on_output, reject);
+            drop(feed);
+            let lines = reader.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+            Ok::<_, io::Error>((lines, counts?))
+        })?
+    };
+    let mut summary = ReplaySummary { lines, ..Default::default() };
     summary.add(&counts);
     summary.elapsed = started.elapsed();
     Ok(summary)

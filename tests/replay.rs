@@ -118,3 +118,27 @@ fn partitioned_replays_are_deterministic_and_score_the_same_customers_alike() {
     assert!(a.len() > 300, "{}", a.len());
     assert_eq!(a, b);
 }
+
+#[test]
+fn issue_28_the_output_is_the_same_whatever_the_thread_count() {
+    let bytes = population();
+    for partitions in [1, 4] {
+        let run_threads = |threads: usize| {
+            let sc = Arc::new(Scorecard::default_scorecard());
+            let mut engines: Vec<Engine> =
+                (0..partitions).map(|_| Engine::new(sc.clone(), EngineConfig::default())).collect();
+            let history = History::from_inputs([Input { name: "all".into(), bytes: bytes.clone() }])
+                .unwrap()
+                .with_threads(threads);
+            let (mut out, mut dead) = (Vec::new(), Vec::new());
+            replay(&mut engines, &history, &mut out, |d| dead.push((d.line, d.rejection.reason.as_str().to_string())))
+                .unwrap();
+            (out, dead)
+        };
+        let one = run_threads(1);
+        assert!(!one.0.is_empty() && !one.1.is_empty());
+        for threads in [2, 4] {
+            assert!(run_threads(threads) == one, "{partitions} partitions, {threads} threads");
+        }
+    }
+}

@@ -101,7 +101,7 @@ proptest! {
                 Input { name: format!("f{i}"), bytes }
             })
             .collect();
-        let options = ReadOptions { memory, tmp_dir: None };
+        let options = ReadOptions { memory, ..ReadOptions::default() };
         let history = History::open(inputs.iter().cloned().map(Source::Memory).collect(), &options).unwrap();
         let old = old_order(&inputs);
         prop_assert_eq!(history.line_count() as usize, old.len());

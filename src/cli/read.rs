@@ -23,12 +23,18 @@ pub struct ReadArgs {
     /// temporary directory); removed at the end.
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
+    /// Threads for reading and scoring (default: the machine's cores); 1 for one. The output is
+    /// the same whatever the count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
 }
 
 impl ReadArgs {
     /// Opens the inputs (see `healthscore::input`); an input with no events at all is an error.
     pub fn open(&self) -> Result<History> {
-        let options = ReadOptions { memory: self.memory, tmp_dir: self.tmp_dir.clone() };
+        let threads =
+            self.threads.map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |n| n as usize);
+        let options = ReadOptions { memory: self.memory, tmp_dir: self.tmp_dir.clone(), threads };
         let history = History::open(self.input.iter().map(|p| Source::from_arg(p)).collect(), &options)?;
         if history.line_count() == 0 {
             bail!("no events in {}", history.names().join(", "));

@@ -63,6 +63,10 @@ pub struct ReadOptions {
     pub memory: usize,
     /// Where sorted runs and standard input are kept (default: the system's temporary directory).
     pub tmp_dir: Option<PathBuf>,
+    /// Threads for reading and scoring the history: 1 does everything on the calling thread;
+    /// more read and order it on a thread of their own while the engines run on others (see
+    /// [`crate::replay::replay`]). The output does not depend on it.
+    pub threads: usize,
 }
 
 /// [`ReadOptions::memory`] unless told otherwise: 256 MiB.
@@ -70,7 +74,7 @@ pub const DEFAULT_MEMORY: usize = 256 << 20;
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { memory: DEFAULT_MEMORY, tmp_dir: None }
+        ReadOptions { memory: DEFAULT_MEMORY, tmp_dir: None, threads: 1 }
     }
 }
 
@@ -102,13 +106,20 @@ pub struct History {
     plans: Vec<Plan>,
     lines: Vec<u64>,
     spill: Option<tempfile::TempDir>,
+    threads: usize,
 }
 
 impl History {
     /// Looks at every source (see the module doc): copies standard input aside, counts lines
     /// and sorts the sources that are not in event-time order.
     pub fn open(sources: Vec<Source>, options: &ReadOptions) -> Result<History, InputError> {
-        let mut history = History { names: Vec::new(), plans: Vec::new(), lines: Vec::new(), spill: None };
+        let mut history = History {
+            names: Vec::new(),
+            plans: Vec::new(),
+            lines: Vec::new(),
+            spill: None,
+            threads: options.threads.max(1),
+        };
         for (i, source) in sources.into_iter().enumerate() {
             let (name, place) = match source {
                 Source::Path(p) => (p.display().to_string(), Place::File(p)),
@@ -200,6 +211,17 @@ impl History {
         &self.names[file]
     }
 
+    /// Threads to read and score it with ([`ReadOptions::threads`]).
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The same history, read and scored with `threads` threads.
+    pub fn with_threads(mut self, threads: usize) -> History {
+        self.threads = threads.max(1);
+        self
+    }
+
     /// Every source's name, in order.
     pub fn names(&self) -> &[String] {
         &self.names
@@ -289,7 +311,7 @@ mod tests {
         // Half a megabyte: late lines are outliers and the rest goes through the reorder buffer.
         // One byte: a's two outliers do not fit, and it is sorted on disk (b's one does).
         for (memory, sorted) in [(1 << 20, 0), (1, 1)] {
-            let options = ReadOptions { memory, tmp_dir: None };
+            let options = ReadOptions { memory, ..ReadOptions::default() };
             let history = History::open(inputs.iter().cloned().map(Source::Memory).collect(), &options).unwrap();
             assert_eq!(history.sorted_sources(), sorted);
             assert_eq!(history.line_count(), 8);
