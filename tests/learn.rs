@@ -121,3 +121,30 @@ fn a_state_without_learning_restores_into_an_engine_that_learns_and_back() {
     let on = Engine::from_state(sc, config(true, Promotion::Auto), &off.encode_state()).unwrap();
     assert_eq!(on.learner().unwrap().observations(), 0);
 }
+
+#[test]
+fn the_service_writes_each_new_candidate_once_as_a_scorecard_file() {
+    use healthscore::pipeline::candidates::CandidateWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = history();
+    for promotion in [Promotion::Manual, Promotion::Auto] {
+        let (_, engine) = run(&bytes, config(true, promotion), None);
+        let mut writer = CandidateWriter::new(dir.path());
+        let path = writer.check(3, &engine).expect("a candidate file");
+        assert_eq!(path, dir.path().join("partition-3.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = engine.learner().unwrap().candidate().unwrap();
+        let status = match (promotion, &c.held_back) {
+            (Promotion::Manual, _) => "not promoted (promotion = manual)".to_string(),
+            (Promotion::Auto, None) => "promoted: it scores this partition now".to_string(),
+            (Promotion::Auto, Some(why)) => format!("not promoted: {why}"),
+        };
+        assert!(text.starts_with("# Candidate scorecard learned online by partition 3"), "{text}");
+        assert!(text.lines().take(3).any(|l| l.contains(&status)), "{promotion:?}: {text}");
+        let sc = Scorecard::from_toml(&text, "file").expect("the file is a scorecard check-scorecard accepts");
+        assert_eq!(&*sc.version, c.version.as_str());
+        assert_eq!(writer.check(3, &engine), None, "the same candidate is written once");
+    }
+    let (_, off) = run(&bytes, config(false, Promotion::Manual), None);
+    assert_eq!(CandidateWriter::new(dir.path()).check(4, &off), None, "no learner, no file");
+}

@@ -92,6 +92,10 @@ pub struct LearnConfig {
     pub cooldown_days: u32,
     /// L2 penalty of the weights' logistic regression (as `calibrate --l2`).
     pub l2: f64,
+    /// Where `run` writes each partition's latest candidate (`partition-N.toml`, see
+    /// `pipeline::candidates`); empty: not written (the log line remains). Not read by the
+    /// engine, and not used by `replay --learn`, which prints its learners' summaries.
+    pub candidate_dir: std::path::PathBuf,
 }
 
 impl Default for LearnConfig {
@@ -111,6 +115,7 @@ impl Default for LearnConfig {
             min_eval_churns: 25,
             cooldown_days: 28,
             l2: 1.0,
+            candidate_dir: std::path::PathBuf::from("candidates"),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`secrets`]: secrets from the environment or files, and never printed.
 //! - [`processor`]: the consume → process → produce → commit loop, rebalances and recovery (a
 //!   file per role: polling thread, processing thread, commits, rebalances, recovery).
+//! - [`candidates`]: each partition's latest learned candidate, written as a scorecard file and logged.
 //! - [`acks`]: at-least-once commits that wait for their outputs' acknowledgments without blocking.
 //! - [`send`]: producing event histories to the input topics (`generate --brokers`, the demo).
 //! - [`demo`]: the whole pipeline on librdkafka's in-process mock cluster.
@@ -14,6 +15,7 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the query API, on axum.
 
 pub mod acks;
+pub mod candidates;
 pub mod config;
 pub mod demo;
 pub mod http;

@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{Counter, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Counter, Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::Stats;
 use crate::engine::Census;
 use crate::event::RejectReason;
+use crate::learn::LearnStats;
 use crate::pipeline::config::Config;
 use crate::rules::{RuleId, Severity};
 use crate::score::{Band, Scorecard, Stage};
@@ -38,6 +39,25 @@ pub struct EngineTotals {
     pub fullest: usize,
     /// Input records fetched and waiting in partition buffers.
     pub buffered: usize,
+    /// Each owned partition's scorecard and learner, by partition.
+    pub models: Vec<ModelView>,
+}
+
+/// One partition's model at scrape time: the scorecard version that scores it and, with
+/// learning on, the learner's counters and its latest judgement.
+pub struct ModelView {
+    pub partition: i32,
+    /// The version of the scorecard scoring this partition (a promoted candidate's once promoted).
+    pub active: String,
+    pub learn: Option<LearnView>,
+}
+
+/// What a scrape reads of one learner.
+pub struct LearnView {
+    pub stats: LearnStats,
+    /// The latest candidate: its version, the version it was judged against, and both AUCs on
+    /// the evaluation period.
+    pub candidate: Option<(String, String, Option<f64>, Option<f64>)>,
 }
 
 /// Reads [`Stats`], [`Telemetry`](super::Telemetry) and the engines at scrape time. The metric
@@ -72,6 +92,12 @@ pub(super) struct ServiceCollector {
     resident: IntGauge,
     memory_limit: IntGauge,
     census: IntGaugeVec,
+    scorecard_active: IntGaugeVec,
+    model_auc: GaugeVec,
+    learn_observations: IntCounterVec,
+    learn_labelled: IntCounterVec,
+    learn_refits: IntCounterVec,
+    learn_promotions: IntCounterVec,
 }
 
 impl ServiceCollector {
@@ -145,6 +171,42 @@ impl ServiceCollector {
                 &["band", "stage", "segment"],
             )
             .expect("valid gauge"),
+            scorecard_active: IntGaugeVec::new(
+                Opts::new(
+                    "healthscore_scorecard_active",
+                    "1 for the scorecard version scoring each owned partition (learned-YYYY-MM-DD once a candidate is promoted).",
+                ),
+                &["partition", "scorecard"],
+            )
+            .expect("valid gauge"),
+            model_auc: GaugeVec::new(
+                Opts::new(
+                    "healthscore_model_auc",
+                    "AUC of the latest refit's judgement on its evaluation period: role active (the scorecard it was judged against) or candidate (the learned one).",
+                ),
+                &["partition", "scorecard", "role"],
+            )
+            .expect("valid gauge"),
+            learn_observations: cv(
+                "healthscore_learn_observations_total",
+                "Customer observations the learner kept (restore re-reads included).",
+                &["partition"],
+            ),
+            learn_labelled: cv(
+                "healthscore_learn_labelled_total",
+                "Observations labelled once their horizon passed, by label (churned or stayed).",
+                &["partition", "label"],
+            ),
+            learn_refits: cv(
+                "healthscore_learn_refits_total",
+                "Refits tried, by outcome: candidate (one was learned and judged) or failed (nothing informative to learn).",
+                &["partition", "outcome"],
+            ),
+            learn_promotions: cv(
+                "healthscore_learn_promotions_total",
+                "Candidates promoted to score the partition (promotion = auto).",
+                &["partition"],
+            ),
         };
         // The limit does not change while the process runs: read once, not at every scrape.
         me.memory_limit.set(cgroup_memory_limit().unwrap_or(0) as i64);
@@ -156,7 +218,7 @@ impl ServiceCollector {
         me
     }
 
-    fn parts(&self) -> [&dyn Collector; 23] {
+    fn parts(&self) -> [&dyn Collector; 29] {
         [
             &self.consumed,
             &self.events,
@@ -181,6 +243,12 @@ impl ServiceCollector {
             &self.resident,
             &self.memory_limit,
             &self.census,
+            &self.scorecard_active,
+            &self.model_auc,
+            &self.learn_observations,
+            &self.learn_labelled,
+            &self.learn_refits,
+            &self.learn_promotions,
         ]
     }
 
@@ -248,7 +316,8 @@ impl ServiceCollector {
             self.lag.with_label_values(&[topics[l.source], &l.partition.to_string()]).set(l.records);
         }
 
-        let EngineTotals { census, customers, fullest, buffered } = shared.engines();
+        let EngineTotals { census, customers, fullest, buffered, models } = shared.engines();
+        self.fill_models(&models);
         self.customers.set(customers as i64);
         let max = shared.config().engine.max_customers;
         self.capacity_used.set(if max > 0 { fullest as f64 / max as f64 } else { 0.0 });
@@ -259,6 +328,38 @@ impl ServiceCollector {
                 for band in Band::ALL {
                     let n = census.count(band, stage, i as u8);
                     self.census.with_label_values(&[band.as_str(), stage.as_str(), &segment.name]).set(n as i64);
+                }
+            }
+        }
+    }
+}
+
+impl ServiceCollector {
+    /// The scorecard and learner families: one series per owned partition, so a partition that
+    /// moves to another instance leaves with its series.
+    fn fill_models(&self, models: &[ModelView]) {
+        self.scorecard_active.reset();
+        self.model_auc.reset();
+        for v in [&self.learn_observations, &self.learn_labelled, &self.learn_refits, &self.learn_promotions] {
+            v.reset();
+        }
+        for m in models {
+            let p = m.partition.to_string();
+            self.scorecard_active.with_label_values(&[&p, &m.active]).set(1);
+            let Some(learn) = &m.learn else { continue };
+            let s = &learn.stats;
+            self.learn_observations.with_label_values(&[&p]).inc_by(s.observations);
+            self.learn_labelled.with_label_values(&[&p, "churned"]).inc_by(s.labelled_churns);
+            self.learn_labelled.with_label_values(&[&p, "stayed"]).inc_by(s.labelled - s.labelled_churns);
+            self.learn_refits.with_label_values(&[&p, "candidate"]).inc_by(s.refits - s.refit_failures);
+            self.learn_refits.with_label_values(&[&p, "failed"]).inc_by(s.refit_failures);
+            self.learn_promotions.with_label_values(&[&p]).inc_by(s.promotions);
+            if let Some((version, against, auc, active_auc)) = &learn.candidate {
+                if let Some(a) = active_auc {
+                    self.model_auc.with_label_values(&[&p, against, "active"]).set(*a);
+                }
+                if let Some(a) = auc {
+                    self.model_auc.with_label_values(&[&p, version, "candidate"]).set(*a);
                 }
             }
         }

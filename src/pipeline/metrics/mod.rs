@@ -6,7 +6,7 @@
 //! [`Collector`](prometheus::core::Collector) turns those atomics, and the engines' censuses
 //! (read under the state mutex, a few hundred integer additions), into metric families when
 //! Prometheus scrapes. Labels are small closed sets (topic, partition, reason, rule, band, stage,
-//! segment): never a customer.
+//! segment, partition, scorecard version): never a customer.
 //!
 //! Files: `counters.rs` holds what the processor bumps ([`Stats`], [`Telemetry`], [`Lag`]);
 //! `collector.rs` what a scrape reads ([`Scraped`], [`EngineTotals`]) and the collector that
@@ -17,7 +17,7 @@ mod collector;
 mod counters;
 mod registry;
 
-pub use self::collector::{EngineTotals, Scraped};
+pub use self::collector::{EngineTotals, LearnView, ModelView, Scraped};
 pub use self::counters::{Lag, Stats, Telemetry};
 pub use self::registry::{registry, render};
 

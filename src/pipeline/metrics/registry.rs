@@ -57,13 +57,69 @@ pub fn render(registry: &Registry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::learn::LearnStats;
     use crate::pipeline::config::Config;
-    use crate::pipeline::metrics::{EngineTotals, Stats};
+    use crate::pipeline::metrics::{EngineTotals, LearnView, ModelView, Stats};
 
     /// What a scrape reads from a processor that owns no partition.
     struct Idle {
         stats: Stats,
         config: Config,
+    }
+
+    /// A processor owning partition 0 (learning, with a judged candidate) and 1 (no learning).
+    struct Learning(Idle);
+
+    impl Scraped for Learning {
+        fn stats(&self) -> &Stats {
+            &self.0.stats
+        }
+        fn config(&self) -> &Config {
+            &self.0.config
+        }
+        fn engines(&self) -> EngineTotals {
+            let stats = LearnStats {
+                observations: 900,
+                labelled: 600,
+                labelled_churns: 40,
+                refits: 3,
+                refit_failures: 1,
+                promotions: 1,
+            };
+            let candidate = Some(("learned-2026-03-01".into(), "default-2026.12".into(), Some(0.75), Some(0.625)));
+            EngineTotals {
+                models: vec![
+                    ModelView {
+                        partition: 0,
+                        active: "learned-2026-02-01".into(),
+                        learn: Some(LearnView { stats, candidate }),
+                    },
+                    ModelView { partition: 1, active: "default-2026.12".into(), learn: None },
+                ],
+                ..EngineTotals::default()
+            }
+        }
+    }
+
+    #[test]
+    fn metrics_name_each_partitions_scorecard_and_its_learners_judgement() {
+        let shared = Arc::new(Learning(Idle { stats: Stats::default(), config: Config::default() }));
+        let text = render(&registry(shared, Arc::new(Scorecard::default_scorecard())));
+        for line in [
+            r#"healthscore_scorecard_active{partition="0",scorecard="learned-2026-02-01"} 1"#,
+            r#"healthscore_scorecard_active{partition="1",scorecard="default-2026.12"} 1"#,
+            r#"healthscore_model_auc{partition="0",role="candidate",scorecard="learned-2026-03-01"} 0.75"#,
+            r#"healthscore_model_auc{partition="0",role="active",scorecard="default-2026.12"} 0.625"#,
+            r#"healthscore_learn_observations_total{partition="0"} 900"#,
+            r#"healthscore_learn_labelled_total{label="churned",partition="0"} 40"#,
+            r#"healthscore_learn_labelled_total{label="stayed",partition="0"} 560"#,
+            r#"healthscore_learn_refits_total{outcome="candidate",partition="0"} 2"#,
+            r#"healthscore_learn_refits_total{outcome="failed",partition="0"} 1"#,
+            r#"healthscore_learn_promotions_total{partition="0"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in /metrics:\n{text}");
+        }
+        assert!(!text.contains(r#"healthscore_learn_observations_total{partition="1"}"#), "{text}");
     }
 
     impl Scraped for Idle {

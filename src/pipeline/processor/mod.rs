@@ -54,10 +54,11 @@ use self::process::process_loop;
 use self::rebalance::Ctx;
 use self::recovery::snapshot_store;
 use super::acks::{Acks, Epochs};
+use super::candidates::CandidateWriter;
 use super::config::{Config, Guarantee};
 use super::kafka::{self, FetchQueue};
 pub use super::metrics::Stats;
-use super::metrics::{EngineTotals, Scraped};
+use super::metrics::{EngineTotals, LearnView, ModelView, Scraped};
 use super::task::PartitionTask;
 use crate::engine::Engine;
 use crate::event::Millis;
@@ -123,6 +124,8 @@ pub struct State {
     /// committed, again.
     idle_floor: HashMap<i32, Millis>,
     committed_floor: HashMap<i32, Millis>,
+    /// Writes and logs each partition's new learned candidates.
+    candidates: CandidateWriter,
     /// Rebuilt tasks that re-advance to their committed idle stream time (outputs suppressed)
     /// once their re-read is done.
     reapply_floor: HashMap<i32, Millis>,
@@ -181,12 +184,20 @@ impl Scraped for Shared {
     fn engines(&self) -> EngineTotals {
         let mut totals = EngineTotals::default();
         let state = self.lock();
-        for task in state.tasks.values() {
+        for (p, task) in state.tasks.iter() {
             totals.census.merge(&task.engine.stats().census);
             let n = task.engine.customer_count();
             totals.customers += n;
             totals.fullest = totals.fullest.max(n);
             totals.buffered += task.buffered();
+            totals.models.push(ModelView {
+                partition: *p,
+                active: task.engine.scorecard().version.to_string(),
+                learn: task.engine.learner().map(|l| LearnView {
+                    stats: l.stats().clone(),
+                    candidate: l.candidate().map(|c| (c.version.clone(), c.against.clone(), c.auc, c.active_auc)),
+                }),
+            });
         }
         totals
     }
@@ -231,6 +242,7 @@ impl Processor {
                 snapshotted: HashMap::new(),
                 idle_floor: HashMap::new(),
                 committed_floor: HashMap::new(),
+                candidates: CandidateWriter::new(&config.engine.learn.candidate_dir),
                 reapply_floor: HashMap::new(),
             }),
             producer,

@@ -338,6 +338,9 @@ impl State {
                     );
                 }
             }
+            if !task.restoring() {
+                self.candidates.check(*p, &task.engine);
+            }
             if config.pipeline.idle_advance_secs > 0 && task.buffered() == 0 && !task.restoring() {
                 let idle_for = now.duration_since(*self.last_input.get(p).unwrap_or(&now));
                 if idle_for >= Duration::from_secs(config.pipeline.idle_advance_secs) {
