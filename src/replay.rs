@@ -50,7 +50,7 @@ pub struct ReplaySummary {
 /// its own stream time, exactly as the Kafka shell runs one engine per partition. With one
 /// engine the outputs are written in the order the engine emits them. With several, a
 /// partition's outputs keep their order and the partitions' are interleaved by the point of the
-/// input that produced them: the input is cut into pieces (a partition's next [`BATCH`] lines,
+/// input that produced them: the input is cut into pieces (a partition's next 64 lines,
 /// and every [`FLUSH_EVERY`] lines of input whatever a partition holds), each piece's outputs
 /// come after those of every piece that ended earlier in the input, ties in partition order;
 /// the outputs of the last advance come last, in partition order. So the same input and

@@ -10,7 +10,7 @@
 //! - **Labels.** Once stream time is a whole `horizon_days` past an observation date, each of its
 //!   observations is labelled: churned when the engine has seen the customer's
 //!   `subscription_cancelled` within the horizon after the date, stayed otherwise (the same rule
-//!   as `backtest`, [`crate::backtest::label`]). Nothing is labelled before its horizon has
+//!   as `backtest`, [`crate::backtest::observe::label`]). Nothing is labelled before its horizon has
 //!   passed, so no fit reads the future.
 //! - **Refits.** Every `refit_every_days`, once the labelled fit period holds at least
 //!   `min_churns` churns, [`crate::calibrate::learn`] (the very fit `calibrate --learn curves`
