@@ -44,13 +44,12 @@ impl CandidateWriter {
         }
         self.seen.insert(p, key);
         let promoted = *engine.scorecard().version == *c.version;
-        let auc = |a: Option<f64>| a.map_or("-".to_string(), |v| format!("{v:.3}"));
         info!(
             partition = p,
             candidate = %c.version,
             against = %c.against,
-            candidate_auc = %auc(c.auc),
-            active_auc = %auc(c.active_auc),
+            candidate_auc = %auc_text(c.auc),
+            active_auc = %auc_text(c.active_auc),
             eval_churns = c.eval_churns,
             promoted,
             held_back = c.held_back.as_deref().unwrap_or(""),
@@ -70,7 +69,6 @@ impl CandidateWriter {
 
 /// The candidate's TOML under a comment header that says where it came from and how it was judged.
 pub fn file_text(p: i32, c: &Candidate, promoted: bool) -> String {
-    let auc = |a: Option<f64>| a.map_or("-".to_string(), |v| format!("{v:.3}"));
     let status = if promoted {
         "promoted: it scores this partition now".to_string()
     } else {
@@ -86,13 +84,18 @@ pub fn file_text(p: i32, c: &Candidate, promoted: bool) -> String {
         format_rfc3339(c.at),
         c.eval_observations,
         c.eval_churns,
-        auc(c.auc),
-        auc(c.active_auc),
+        auc_text(c.auc),
+        auc_text(c.active_auc),
         c.against,
         c.fit_observations,
         c.fit_churns,
         c.toml
     )
+}
+
+/// An AUC as the log line and the file header show it: three decimals, `-` when undefined.
+fn auc_text(a: Option<f64>) -> String {
+    a.map_or("-".to_string(), |v| format!("{v:.3}"))
 }
 
 fn write_atomically(dir: &Path, path: &Path, text: &str) -> std::io::Result<()> {
