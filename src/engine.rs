@@ -998,6 +998,8 @@ impl Engine {
                 top_drivers: top_drivers(sc, stage, c.segment, parts),
                 caps: caps.iter().map(|&i| sc.caps[i].name.clone()).collect(),
                 model_version: sc.version.clone(),
+                churn_probability: sc.probability.map(|p| p.of(score)),
+                churn_horizon_days: sc.probability.map(|p| p.horizon_days),
                 reason,
             }));
             c.score.last_emitted_tenths = Some(tenths);

@@ -92,6 +92,11 @@ pub struct ScoreChanged {
     /// The caps (red flags) that held the score down.
     pub caps: Vec<Arc<str>>,
     pub model_version: Arc<str>,
+    /// The probability of churning within `churn_horizon_days`, from the scorecard's
+    /// `[probability]` table (fitted by `calibrate` on observed churn); null for a scorecard
+    /// that has none, rather than a number nobody fitted.
+    pub churn_probability: Option<f64>,
+    pub churn_horizon_days: Option<u32>,
     pub reason: EmitReason,
 }
 

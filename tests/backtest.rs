@@ -153,7 +153,7 @@ fn calibrating_bad_weights_improves_the_held_out_auc() {
     let bad = Scorecard::from_toml(BADLY_WEIGHTED, "bad").unwrap();
     let observed = observe(bad.clone(), &inputs, &labels, &config(30, Outcomes::Complete));
     let split_at = Split::Fraction(0.5).date(&observed.dates);
-    let cal = calibrate(&bad, &observed.observations, split_at, 1.0, "fitted", "test history").unwrap();
+    let cal = calibrate(&bad, &observed.observations, split_at, 1.0, "fitted", "test history", 30).unwrap();
     let (before, after) = (cal.report_before.auc.unwrap(), cal.report_after.auc.unwrap());
     assert!(after > before + 0.1 && after > 0.9, "held-out AUC {before} -> {after}");
     let weight = |name: &str| cal.fit.components.iter().find(|c| c.name == name).unwrap().new_weight;
@@ -294,7 +294,7 @@ fn learning_curves_finds_renewal_timing_when_churn_happens_only_at_renewals() {
     let sc = Scorecard::default_scorecard();
     let observed = observe(sc.clone(), &inputs, &labels, &cfg);
     let split_at = Split::Fraction(0.5).date(&observed.dates);
-    let cal = healthscore::calibrate::learn(&sc, &observed.observations, split_at, 1.0, "learned", "test").unwrap();
+    let cal = healthscore::calibrate::learn(&sc, &observed.observations, split_at, 1.0, "learned", "test", 30).unwrap();
     let top = cal.fit.components.iter().max_by(|a, b| a.new_weight.total_cmp(&b.new_weight)).unwrap();
     assert_eq!(top.name, "days_to_renewal", "{:?}", cal.fit.components);
     let (before, after) = (cal.report_before.auc.unwrap(), cal.report_after.auc.unwrap());
@@ -310,6 +310,34 @@ fn learning_curves_finds_renewal_timing_when_churn_happens_only_at_renewals() {
 }
 
 #[test]
+fn a_learned_scorecard_reads_its_score_as_a_churn_probability_calibrated_on_observed_churn() {
+    let (inputs, labels) = renewal_driven(240);
+    let cfg = ObserveConfig { every_days: 3, ..config(30, Outcomes::Complete) };
+    let sc = Scorecard::default_scorecard();
+    assert_eq!(sc.probability, None, "a hand-set scorecard claims no probability");
+    let observed = observe(sc.clone(), &inputs, &labels, &cfg);
+    let split_at = Split::Fraction(0.5).date(&observed.dates);
+    let cal = healthscore::calibrate::learn(&sc, &observed.observations, split_at, 1.0, "learned", "test", 30).unwrap();
+    let p = cal.probability.expect("a scorecard that ranks churn gets a probability");
+    assert_eq!(p.horizon_days, 30);
+    assert!(p.slope < 0.0, "{p:?}");
+    // The file carries it, and the scorecard read back from the file has the same table.
+    let new = Scorecard::from_toml(&cal.toml, "new").unwrap();
+    assert_eq!(new.probability, Some(p), "{}", cal.toml);
+    // On the report period, which the fit never saw: churners get higher probabilities than
+    // stayers, and the mean probability is near the observed churn rate.
+    let later: Vec<_> = observed.observations.iter().filter(|o| o.at >= split_at).cloned().collect();
+    let probs: Vec<f64> = backtest::rescore(&new, &later).iter().map(|s| p.of(*s)).collect();
+    let mean = |churned: bool| {
+        let v: Vec<f64> = probs.iter().zip(&later).filter(|(_, o)| o.churned == churned).map(|(p, _)| *p).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(mean(true) > 2.0 * mean(false), "churners {} vs stayers {}", mean(true), mean(false));
+    let (predicted, observed_rate) = cal.report_probability.unwrap();
+    assert!(predicted > 0.5 * observed_rate && predicted < 2.0 * observed_rate, "{predicted} vs {observed_rate}");
+}
+
+#[test]
 fn learning_curves_only_reads_the_fit_period() {
     // Outcomes in the report period flipped: the learned scorecard must not change.
     let (inputs, labels) = renewal_driven(120);
@@ -322,7 +350,7 @@ fn learning_curves_only_reads_the_fit_period() {
         o.churned = !o.churned;
     }
     let learn = |obs: &[healthscore::backtest::Observation]| {
-        healthscore::calibrate::learn(&sc, obs, split_at, 1.0, "learned", "test").unwrap().fit.components
+        healthscore::calibrate::learn(&sc, obs, split_at, 1.0, "learned", "test", 30).unwrap().fit.components
     };
     let (a, b) = (learn(&observed.observations), learn(&flipped));
     let weights = |c: &[healthscore::calibrate::FittedComponent]| -> Vec<(String, f64)> {

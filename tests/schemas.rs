@@ -822,6 +822,8 @@ fn score_changed_example() -> Value {
         "top_drivers": ["usage", "sentiment", "support"],
         "caps": [],
         "model_version": "2026.11.1",
+        "churn_probability": 0.0412,
+        "churn_horizon_days": 30,
         "reason": "score_moved",
     })
 }
@@ -864,6 +866,7 @@ fn output_schemas_accept_and_reject_examples() {
         ("score_changed", with(with(with(sc(), "components", json!([])), "top_drivers", json!([])), "score", json!(0))),
         ("score_changed", with(score_changed_example(), "top_drivers", json!([]))),
         ("score_changed", with(score_changed_example(), "reason", json!("final"))),
+        ("score_changed", with(with(sc(), "churn_probability", Value::Null), "churn_horizon_days", Value::Null)),
         ("alert", alert_example()),
         ("alert", with(alert_example(), "evidence", json!({}))),
         ("alert", with(with(alert_example(), "kind", json!("opportunity")), "rule", json!("expansion_ready"))),
@@ -894,6 +897,9 @@ fn output_schemas_accept_and_reject_examples() {
         ("band Green", with(sc(), "band", json!("Green"))),
         ("previous_band orange", with(sc(), "previous_band", json!("orange"))),
         ("reason unknown", with(sc(), "reason", json!("because"))),
+        ("churn_probability 1.2", with(sc(), "churn_probability", json!(1.2))),
+        ("churn_probability absent (must be null)", without(sc(), "churn_probability")),
+        ("churn_horizon_days 0", with(sc(), "churn_horizon_days", json!(0))),
         ("type alert", with(sc(), "type", json!("alert"))),
         ("event_id uppercase", with(sc(), "event_id", json!("0123456789ABCDEF0123456789ABCDEF"))),
         ("event_id 31 chars", with(sc(), "event_id", json!("0123456789abcdef0123456789abcde"))),

@@ -122,7 +122,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         Learn::Curves => crate::calibrate::learn,
         Learn::Weights => crate::calibrate::calibrate,
     };
-    let cal = run(&scorecard, &observed.observations, split_at, l2, &version, &data)?;
+    let cal = run(&scorecard, &observed.observations, split_at, l2, &version, &data, cfg.horizon_days)?;
     std::fs::write(&output, &cal.toml).with_context(|| format!("cannot write {}", output.display()))?;
     print_out(&render_calibration(&scorecard.version, &version, &cal))?;
     eprintln!(
@@ -274,5 +274,28 @@ fn render_calibration(old: &str, new: &str, cal: &crate::calibrate::Calibration)
         );
     }
     let _ = writeln!(t, "(bands here are raw, without hysteresis: a re-scored observation has no band history)");
+    match (&cal.probability, cal.report_probability) {
+        (Some(p), report) => {
+            let _ = writeln!(
+                t,
+                "\nchurn probability within {} days (written as [probability]): score 20 -> {}, 50 -> {}, 80 -> {}",
+                p.horizon_days,
+                pct(Some(p.of(20.0))),
+                pct(Some(p.of(50.0))),
+                pct(Some(p.of(80.0)))
+            );
+            if let Some((predicted, observed)) = report {
+                let _ = writeln!(
+                    t,
+                    "REPORT period: mean probability {}, share that churned {}",
+                    pct(Some(predicted)),
+                    pct(Some(observed))
+                );
+            }
+        }
+        (None, _) => {
+            let _ = writeln!(t, "\nno churn probability: the new scores did not rank the fit period's churn");
+        }
+    }
     t
 }

@@ -462,7 +462,15 @@ impl Learner {
             self.cfg.every_days, self.cfg.horizon_days
         );
         self.stats.refits += 1;
-        let cal = match crate::calibrate::learn(active, &obs, split_at, self.cfg.l2, &version, &data) {
+        let cal = match crate::calibrate::learn(
+            active,
+            &obs,
+            split_at,
+            self.cfg.l2,
+            &version,
+            &data,
+            self.cfg.horizon_days,
+        ) {
             Ok(cal) => cal,
             Err(_) => {
                 self.stats.refit_failures += 1;

@@ -61,6 +61,9 @@ struct ScorecardFile {
     caps: Vec<CapFile>,
     #[serde(default)]
     rules: RulesFile,
+    /// `[probability]`: the churn probability each score stands for, as `calibrate` fitted it.
+    #[serde(default)]
+    probability: Option<super::probability::Probability>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +228,9 @@ fn line_of(text: &str, offset: usize) -> String {
 }
 
 fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Scorecard {
+    if let Some(p) = &file.probability {
+        p.check(issues);
+    }
     let mut issue = |key: String, reason: String| issues.push(ConfigIssue::new(key, reason));
 
     if file.version.trim().is_empty() {
@@ -467,6 +473,7 @@ fn compile(file: ScorecardFile, text: &str, issues: &mut Vec<ConfigIssue>) -> Sc
         tables,
         caps,
         rules,
+        probability: file.probability,
         source_text: text.to_string(),
     }
 }

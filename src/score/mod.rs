@@ -8,12 +8,14 @@
 mod config;
 mod curve;
 pub mod population;
+mod probability;
 
 use std::sync::Arc;
 
 pub use self::config::{ScorecardError, DEFAULT_SCORECARD, SCORE_HISTORY_DAYS};
 pub use self::curve::{Curve, Step};
 pub use self::population::{Population, Rank, References, Scope};
+pub use self::probability::Probability;
 pub use crate::band::{Band, Bands};
 pub use crate::config_issue::{write_issues, ConfigIssue};
 pub use crate::round::round_to;
@@ -128,6 +130,8 @@ pub struct Scorecard {
     tables: Vec<Vec<Component>>,
     pub caps: Vec<Cap>,
     pub rules: RuleSet,
+    /// What churn probability a score stands for, when `calibrate` fitted one (`[probability]`).
+    pub probability: Option<Probability>,
     /// The TOML it was compiled from, so the running model can be shown as it was written.
     pub source_text: String,
 }
