@@ -36,13 +36,14 @@ pub enum Signal {
     SeatUtilisationPct,
     TenureDays,
     UrgentTicketWithFallingUsage,
+    ContractTermDays,
 }
 
 /// How many signals there are; the length of [`Signals`].
 pub const SIGNAL_COUNT: usize = Signal::ALL.len();
 
 impl Signal {
-    pub const ALL: [Signal; 26] = [
+    pub const ALL: [Signal; 27] = [
         Signal::ActiveDays7d,
         Signal::ActiveDays30d,
         Signal::Events7d,
@@ -69,6 +70,7 @@ impl Signal {
         Signal::SeatUtilisationPct,
         Signal::TenureDays,
         Signal::UrgentTicketWithFallingUsage,
+        Signal::ContractTermDays,
     ];
 
     /// The name scorecards and outputs use.
@@ -100,6 +102,7 @@ impl Signal {
             Signal::SeatUtilisationPct => "seat_utilisation_pct",
             Signal::TenureDays => "tenure_days",
             Signal::UrgentTicketWithFallingUsage => "urgent_ticket_with_falling_usage",
+            Signal::ContractTermDays => "contract_term_days",
         }
     }
 
@@ -136,6 +139,9 @@ impl Signal {
             Signal::SeatUtilisationPct => "distinct users in the last 30 days per paid seat (%)",
             Signal::TenureDays => "days since the subscription started (or the customer was first seen)",
             Signal::UrgentTicketWithFallingUsage => "1 when an urgent ticket is open while usage falls, else 0",
+            Signal::ContractTermDays => {
+                "days between the last two renewal dates (or from the start to the first): ~30 monthly, ~365 annual"
+            }
         }
     }
 
@@ -169,7 +175,9 @@ impl Signal {
             | CsatAvg90d
             | LastNps
             | UrgentTicketWithFallingUsage => Some(Source::Support),
-            FailedPayments90d | OpenOverdueInvoices | MrrChange90dPct | Mrr | DaysToRenewal => Some(Source::Billing),
+            FailedPayments90d | OpenOverdueInvoices | MrrChange90dPct | Mrr | DaysToRenewal | ContractTermDays => {
+                Some(Source::Billing)
+            }
             TenureDays => None,
         }
     }

@@ -136,6 +136,31 @@ fn renewal_at_risk_when_renewal_is_near_and_health_is_not_green() {
 }
 
 #[test]
+fn renewal_at_risk_is_not_raised_for_a_monthly_plan_that_is_always_near_a_renewal() {
+    // The same weak customer as above, on a monthly plan: every renewal is 30 days after the
+    // last, so it is always within the rule's 90 days, and a warning would come every month.
+    let mut h = Harness::without_alert_budget();
+    let date = |d: f64| format_rfc3339(at(d));
+    h.send(
+        "c",
+        at(-100.0),
+        "subscription_started",
+        json!({"plan": "pro", "mrr": 500, "seats": 20, "renewal_date": date(-70.0)}),
+    )
+    .unwrap();
+    for d in [-70.0, -40.0, -10.0, 20.0] {
+        h.send("c", at(d), "subscription_renewed", json!({"renewal_date": date(d + 30.0)})).unwrap();
+    }
+    h.use_product("c", 0, 40, 2, &["reports"]);
+    assert!(h.alerts("renewal_at_risk").is_empty(), "{:#?}", h.alerts("renewal_at_risk"));
+    let bands: Vec<_> = h.scores("c").iter().map(|s| (s["timestamp"].clone(), s["band"].clone())).collect();
+    assert!(
+        bands.iter().any(|(_, b)| b != "green"),
+        "the customer is weak: only the term keeps the rule quiet: {bands:?}"
+    );
+}
+
+#[test]
 fn opportunities_expansion_ready_and_advocate_candidate() {
     let mut h = Harness::without_alert_budget();
     healthy(&mut h, "c", 10, 10); // every seat in use

@@ -381,6 +381,12 @@ impl Rule {
                 if !(0.0..=self.days as f64).contains(&days) || input.band == Band::Green {
                     return None;
                 }
+                // A contract no longer than the window is always near a renewal (a monthly plan
+                // renews every 30 days): warning of it at each one would say nothing new, so
+                // the rule is for terms longer than its window. An unknown term still warns.
+                if s.get(Signal::ContractTermDays).is_some_and(|t| t <= self.days as f64) {
+                    return None;
+                }
                 let severity = if input.band == Band::Red { self.severity.raised() } else { self.severity };
                 fire(
                     severity,

@@ -29,7 +29,8 @@ pub const MAGIC: &[u8; 8] = b"HSSNAP\r\n";
 /// 3: the stream clock carries the leaps not yet confirmed (`max_lead_secs`).
 /// 4: the first section carries the reference population of relative curves.
 /// 5: the first section carries the online learner's state (empty when learning is off).
-pub const FORMAT_VERSION: u32 = 5;
+/// 6: a customer keeps its contract term (`contract_term_days`), and so do the learner's sightings.
+pub const FORMAT_VERSION: u32 = 6;
 
 /// Encoded state per frame before compression: large enough that LZ4 (64 KiB window) loses
 /// nothing to frame breaks, small enough to stay in cache between encoding and compressing.

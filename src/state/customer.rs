@@ -134,6 +134,10 @@ pub struct Customer {
     pub mrr_history: Vec<(Day, f64)>,
     pub seats: Option<u32>,
     pub renewal: Option<Millis>,
+    /// The contract's term in days (0 unknown): from the start to the first renewal date, then
+    /// between successive renewal dates. Tells a monthly plan, always within weeks of a
+    /// renewal, from an annual contract whose renewal is a decision.
+    pub term_days: u16,
     pub started: Option<Millis>,
     /// When a cancellation takes effect; the customer is scored a last time and evicted then.
     pub cancel_at: Option<Millis>,
@@ -177,6 +181,7 @@ impl Customer {
             mrr_history: Vec::new(),
             seats: None,
             renewal: None,
+            term_days: 0,
             started: None,
             cancel_at: None,
             subscription_as_of: Millis::MIN,
@@ -296,8 +301,9 @@ impl Customer {
                 self.cancel_at = None; // a restart after a cancellation reactivates
                 if self.newer_subscription_fact(ts) {
                     self.set_plan(plan, *mrr, *seats, day);
-                    if renewal_date.is_some() {
-                        self.renewal = *renewal_date;
+                    if let Some(r) = *renewal_date {
+                        self.set_term(ts, r);
+                        self.renewal = Some(r);
                     }
                 }
             }
@@ -307,6 +313,9 @@ impl Customer {
                 }
             }
             EventKind::SubscriptionRenewed { renewal_date } => {
+                if let Some(previous) = self.renewal {
+                    self.set_term(previous, *renewal_date);
+                }
                 self.renewal = Some(self.renewal.map_or(*renewal_date, |r| r.max(*renewal_date)));
             }
             EventKind::SubscriptionCancelled { effective_date, .. } => {
@@ -325,6 +334,15 @@ impl Customer {
             }
         }
         true
+    }
+
+    /// Records the term of a contract running `from` (a start, or the renewal date just reached)
+    /// to `to` (the next renewal date); a date that does not move forward says nothing.
+    fn set_term(&mut self, from: Millis, to: Millis) {
+        if to > from {
+            let days = ((to - from) as f64 / DAY_MS as f64).round();
+            self.term_days = days.clamp(1.0, u16::MAX as f64) as u16;
+        }
     }
 
     /// Counts usage; returns whether it started an active day or brought a new user.
@@ -479,6 +497,7 @@ impl Customer {
             s.set(Signal::MrrChange90dPct, then.filter(|t| *t > 0.0).map(|t| 100.0 * (mrr - t) / t));
         }
         s.set(Signal::DaysToRenewal, self.renewal.map(|r| ((r - now) as f64 / DAY_MS as f64).floor()));
+        s.set(Signal::ContractTermDays, (self.term_days > 0).then_some(self.term_days as f64));
         s.set(
             Signal::SeatUtilisationPct,
             self.seats.filter(|s| *s > 0).map(|seats| 100.0 * users30 as f64 / seats as f64),
