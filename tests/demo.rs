@@ -82,3 +82,55 @@ fn a_stop_between_summaries_keeps_the_last_known_customer_counts() {
     assert!(summary.customers >= 100, "the final summary lost the customers: {summary:?}\n{printed:#?}");
     assert!(summary.bands.iter().sum::<usize>() > 0, "{summary:?}");
 }
+
+/// Issue 27: a newcomer's `healthscore demo` should have red customers to show within 20 s, so
+/// `/customers?band=red` is not empty. Red needs event time (declining customers decay to red
+/// some six weeks into the history), so this runs the demo with the command line's defaults
+/// until it has consumed what a 20-second run sends (20 s at the default rate: the stream time
+/// of 20 s on a machine that keeps up, however slow this one is) and asks the HTTP API then.
+#[test]
+fn a_twenty_second_demo_has_red_customers() {
+    use clap::Parser;
+    use healthscore::cli::{Cli, Command};
+    use std::io::{Read, Write};
+
+    let Command::Demo(args) = Cli::parse_from(["healthscore", "demo"]).command else { unreachable!() };
+    let options = DemoOptions {
+        customers: args.customers,
+        days: args.days,
+        seed: args.seed,
+        partitions: args.partitions,
+        rate: args.rate,
+        // A bound for a machine far too slow to keep up; the run stops at the count below.
+        duration: Some(Duration::from_secs(180)),
+        every: Duration::from_secs(1),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        http_tokens: Vec::new(),
+    };
+    let twenty_seconds = (20.0 * args.rate) as u64;
+    let get = |addr: &str, path: &str| {
+        let mut stream = std::net::TcpStream::connect(addr).expect("the demo's HTTP server");
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let (mut addr, mut red, mut last) = (None, None, String::new());
+    let summary = run_demo(&options, Arc::new(Scorecard::default_scorecard()), stop.clone(), |l| {
+        if let Some(rest) = l.strip_prefix("HTTP on http://") {
+            addr = rest.split_whitespace().next().map(str::to_string);
+        }
+        let consumed = l.split_once(" consumed ").and_then(|(_, r)| r.split_whitespace().next()?.parse::<u64>().ok());
+        if red.is_none() && consumed.is_some_and(|c| c >= twenty_seconds) {
+            last = l.to_string();
+            red = Some(get(addr.as_deref().expect("HTTP address printed first"), "/customers?band=red&limit=5"));
+            stop.store(true, Ordering::Relaxed);
+        }
+    })
+    .expect("demo runs");
+    let red = red.unwrap_or_else(|| panic!("the demo never consumed {twenty_seconds} events: {summary:?}"));
+    assert!(red.starts_with("HTTP/1.1 200"), "{red}");
+    assert!(red.contains("\"customer_id\""), "no red customer after 20 s of input:\n{last}\n{red}");
+    assert!(summary.bands[healthscore::score::Band::Red as usize] > 0, "{summary:?}");
+}
