@@ -32,7 +32,7 @@ sn7_score() { # $1: output file -> "held-out=0.xxx tracked (green .., yellow ..,
 }
 
 alerts() { # $1: events, $2: replay output -> "0.47 per customer-month, lift 1.41, recall 77%"
-    python3 scripts/alert_eval.py --json "$1" "$2" | python3 -c 'import json,sys; a=json.load(sys.stdin)["all"]; print(f"{a[\"per_customer_month\"]:.2f} per customer-month, lift {a[\"lift\"]:.2f}, recall 7-90d {a[\"recall\"]:.0%}")'
+    python3 scripts/alert_eval.py --json "$1" "$2" | python3 -c 'import json,sys; a=json.load(sys.stdin)["all"]; print("%.2f per customer-month, lift %.2f, recall 7-90d %.0f%%" % (a["per_customer_month"], a["lift"], 100 * a["recall"]))'
 }
 
 printf '%-40s %s\n' history result
