@@ -104,8 +104,12 @@ pub struct TopicInput {
     /// Offsets below this were processed (and their outputs committed) before this task was
     /// built: they are re-read to rebuild state, with outputs suppressed.
     pub restore_until: Option<i64>,
-    /// The offset the group last committed for this input (by this or a previous owner).
+    /// The offset the group last committed for this input (by this or a previous owner), or,
+    /// at-least-once, the offset of the latest commit requested, until the broker answers.
     pub committed: Option<i64>,
+    /// The latest offset the broker confirmed as committed (at-least-once commits are
+    /// asynchronous: a refused one sets `committed` back to this, so it is committed again).
+    pub confirmed: Option<i64>,
     /// The offset after the last message buffered: where fetching continues.
     pub fetched: Option<i64>,
     /// The consumer's position as the polling thread last read it when every message it had

@@ -64,11 +64,21 @@ impl State {
         let topics = shared.config.kafka.topics.inputs();
         let guarantee = shared.config.kafka.processing_guarantee;
         let deferred = guarantee == Guarantee::AtLeastOnce && wait == Wait::No;
+        // The broker refused an at-least-once commit (see `commit_result`): the next attempt
+        // waits for its backoff, rather than coming every 20 ms in a lull.
+        if guarantee == Guarantee::AtLeastOnce
+            && wait != Wait::Sync
+            && self.commit_retry.is_some_and(|(at, _)| Instant::now() < at)
+        {
+            return Ok(());
+        }
         let mut positions: Vec<Position> = Vec::new();
         for (p, task) in &self.tasks {
             // An idle advance since the last commit: its stream time is committed with the
             // partition's offsets, moved or not (a deferred commit waits for the next flush).
-            let floor_moved = !deferred && self.idle_floor.get(p) != self.committed_floor.get(p);
+            // So is one whose commit the broker refused.
+            let floor_moved = !deferred
+                && (self.idle_floor.get(p) != self.committed_floor.get(p) || self.floor_unconfirmed.contains(p));
             for (s, input) in task.inputs.iter().enumerate() {
                 if let Some(pos) = input.position.filter(|pos| floor_moved || Some(*pos) != input.committed) {
                     positions.push((s, *p, pos));
@@ -126,8 +136,12 @@ impl State {
                 // These positions cover what any waiting epoch would commit.
                 self.epochs.forget();
                 if tpl.count() > 0 {
-                    let mode = if wait == Wait::Sync { CommitMode::Sync } else { CommitMode::Async };
-                    if let Err(e) = consumer.commit(&tpl, mode) {
+                    let committed = if wait == Wait::Sync {
+                        consumer.commit(&tpl, CommitMode::Sync)
+                    } else {
+                        commit_async(consumer, &tpl)
+                    };
+                    if let Err(e) = committed {
                         // Not fatal: the offsets are committed again next time, and anything
                         // re-read after a crash is re-emitted with the same event_ids.
                         warn!(error = %e, "offset commit failed; will retry");
@@ -136,14 +150,20 @@ impl State {
                 }
             }
         }
+        // Confirmed now, except an asynchronous commit's: its answer comes to `commit_result`.
+        let confirmed = guarantee == Guarantee::ExactlyOnce || wait == Wait::Sync;
         for task in self.tasks.values_mut() {
             for input in &mut task.inputs {
                 if input.position.is_some() {
                     input.committed = input.position;
+                    if confirmed {
+                        input.confirmed = input.position;
+                    }
                 }
             }
         }
         self.committed_floor.clone_from(&self.idle_floor);
+        self.floor_unconfirmed.clear();
         self.dirty = false;
         shared.stats.commits.fetch_add(1, Relaxed);
         Ok(())
@@ -169,7 +189,7 @@ impl State {
         // The idle stream times as of the last flush, whose outputs are all acknowledged (a
         // commit without them would erase the ones committed).
         let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready, &self.committed_floor)?;
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = commit_async(consumer, &tpl) {
             warn!(error = %e, "offset commit failed; will retry");
             return Ok(());
         }
@@ -180,6 +200,67 @@ impl State {
         }
         shared.stats.commits.fetch_add(1, Relaxed);
         Ok(())
+    }
+
+    /// The broker's answer to an asynchronous at-least-once commit (the consumer's commit
+    /// callback, on the polling thread). A commit is counted as done when it is requested, so
+    /// that the next tick commits only what moved since; a refused one sets each of its
+    /// inputs back to the offset last confirmed, unless a later commit was requested since (it
+    /// covers this one), so the next commit tick commits it again, with a backoff, even while
+    /// no input arrives. Before, a refusal was only logged by librdkafka (rust-rdkafka's
+    /// asynchronous commit gave it no callback; see `commit_async`) and those offsets stayed
+    /// uncommitted until new input moved them.
+    pub(super) fn commit_result(&mut self, shared: &Shared, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        if matches!(result, Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) {
+            return; // nothing was left to commit
+        }
+        let mut refused = result.is_err();
+        let mut pending = Vec::new();
+        for e in offsets.elements() {
+            let (Some(s), Offset::Offset(offset)) = (shared.source_of(e.topic()), e.offset()) else { continue };
+            let p = e.partition();
+            let ok = result.is_ok() && e.error().is_ok();
+            refused |= !ok;
+            let Some(input) = self.tasks.get_mut(&p).map(|t| &mut t.inputs[s]) else { continue };
+            if ok {
+                if input.confirmed.is_none_or(|c| c < offset) {
+                    input.confirmed = Some(offset);
+                }
+            } else if input.committed == Some(offset) {
+                pending.push((s, p));
+            }
+        }
+        if offsets.count() == 0 && refused {
+            // Refused as a whole, without its offsets: retry every commit not yet confirmed.
+            for (p, task) in &self.tasks {
+                for (s, input) in task.inputs.iter().enumerate() {
+                    if input.committed != input.confirmed {
+                        pending.push((s, *p));
+                    }
+                }
+            }
+        }
+        if !refused {
+            self.commit_retry = None;
+            return;
+        }
+        for (s, p) in pending {
+            if let Some(task) = self.tasks.get_mut(&p) {
+                let input = &mut task.inputs[s];
+                input.committed = input.confirmed;
+            }
+            if self.idle_floor.contains_key(&p) {
+                self.floor_unconfirmed.insert(p);
+            }
+        }
+        shared.stats.commit_failures.fetch_add(1, Relaxed);
+        let backoff = self.commit_retry.map_or(COMMIT_RETRY_FIRST, |(_, b)| (b * 2).min(COMMIT_RETRY_MAX));
+        self.commit_retry = Some((Instant::now() + backoff, backoff));
+        let error = match result {
+            Err(e) => e.to_string(),
+            Ok(()) => offsets.elements().iter().find_map(|e| e.error().err()).map(|e| e.to_string()).unwrap_or_default(),
+        };
+        warn!(error = %error, retry_ms = backoff.as_millis() as u64, "the broker refused an offset commit; will retry");
     }
 
     /// At-least-once, when outputs may not all have been delivered: nothing processed since
@@ -248,6 +329,37 @@ pub(super) fn wait_delivered(producer: &ThreadedProducer<DeliveryCounter>, timeo
     match err {
         rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
         e => Err(KafkaError::Flush(e.into())),
+    }
+}
+
+/// The first wait before a refused at-least-once commit is retried, and the longest (doubling).
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Commits `tpl` without waiting, with the broker's answer delivered to the consumer's commit
+/// callback ([`Ctx`]'s, which hands it to [`State::commit_result`]) by the next poll of the
+/// consumer queue. rust-rdkafka's `commit(.., CommitMode::Async)` calls `rd_kafka_commit`
+/// without a reply queue, and with rust-rdkafka's event-based consumer librdkafka then tells
+/// nobody the result: a refused commit was lost silently (fede1024/rust-rdkafka#856). The
+/// reply goes to the consumer queue instead, as the fix proposed there (#857) does.
+pub(super) fn commit_async(consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    use rdkafka::bindings as rdsys;
+    let rk = consumer.client().native_ptr();
+    // SAFETY: the client pointer is valid while the consumer is borrowed; `queue` is a new
+    // reference to the consumer queue, released after the call (librdkafka keeps its own for the
+    // reply); librdkafka copies the list before returning.
+    let err = unsafe {
+        let queue = rdsys::rd_kafka_queue_get_consumer(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownGroup));
+        }
+        let err = rdsys::rd_kafka_commit_queue(rk, tpl.ptr(), queue, None, std::ptr::null_mut());
+        rdsys::rd_kafka_queue_destroy(queue);
+        err
+    };
+    match err {
+        rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+        e => Err(KafkaError::ConsumerCommit(e.into())),
     }
 }
 
