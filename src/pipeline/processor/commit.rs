@@ -22,6 +22,7 @@ use super::{scopeguard, Shared, State, Stats, TIMEOUT};
 use crate::event::Millis;
 use crate::pipeline::acks::{Acks, Position};
 use crate::pipeline::config::Guarantee;
+use crate::pipeline::task::TopicInput;
 
 /// The producer's context: counts failed deliveries and reports each output's delivery
 /// against the commit epoch it was produced in (its opaque; see [`Acks`]).
@@ -80,7 +81,7 @@ impl State {
             let floor_moved = !deferred
                 && (self.idle_floor.get(p) != self.committed_floor.get(p) || self.floor_unconfirmed.contains(p));
             for (s, input) in task.inputs.iter().enumerate() {
-                if let Some(pos) = input.position.filter(|pos| floor_moved || Some(*pos) != input.committed) {
+                if let Some(pos) = input.position.filter(|pos| moves_forward(*pos, input, floor_moved)) {
                     positions.push((s, *p, pos));
                 }
             }
@@ -177,7 +178,10 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         positions: Vec<Position>,
     ) -> anyhow::Result<()> {
-        let Some(ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
+        let Some(mut ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
+        // Offsets that waited for their outputs: not past a commit made since, nor for a
+        // partition no longer owned (its new owner commits it).
+        ready.retain(|&(s, p, offset)| self.tasks.get(&p).is_some_and(|t| moves_forward(offset, &t.inputs[s], false)));
         if self.delivery_failed(shared) {
             // An output before these offsets may be lost: never commit past it.
             self.rewind_undelivered(shared);
@@ -380,6 +384,23 @@ pub(super) fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message
     }
 }
 
+/// Whether committing `position` for `input` moves its committed offset forward: past the offset
+/// last committed (or requested) and past the one its task re-reads up to; the same offset
+/// only to commit a moved idle stream time with it (`floor_moved`).
+///
+/// A rebuilt task (after a crash, a handover or a rewind) re-reads from its snapshot's offsets,
+/// or from the beginning, up to the committed ones, so its positions start below them. The
+/// commit ticks during that re-read used to commit those positions: the group's offsets moved
+/// back (by the whole re-read, in the worst case to the first records), and a crash then made
+/// the next owner emit again outputs that were committed, read_committed readers seeing them
+/// twice.
+pub(super) fn moves_forward(position: i64, input: &TopicInput, floor_moved: bool) -> bool {
+    match input.committed.max(input.restore_until) {
+        None => true,
+        Some(c) => position > c || (floor_moved && position == c),
+    }
+}
+
 /// Positions as a list to commit, each with its partition's idle stream time from `floors`, if
 /// any, as its metadata.
 fn offsets_list(
@@ -414,6 +435,22 @@ pub(super) fn floor_of(metadata: &str) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_never_moves_an_offset_back() {
+        let input = |committed: Option<i64>, restore_until: Option<i64>| {
+            let mut input = TopicInput::default();
+            (input.committed, input.restore_until) = (committed, restore_until);
+            input
+        };
+        assert!(moves_forward(0, &input(None, None), false), "nothing committed yet");
+        assert!(moves_forward(11, &input(Some(10), Some(10)), false));
+        assert!(!moves_forward(10, &input(Some(10), Some(10)), false), "already committed");
+        assert!(moves_forward(10, &input(Some(10), Some(10)), true), "the same offset, with a new idle stream time");
+        assert!(!moves_forward(3, &input(Some(10), Some(10)), false), "re-reading from an older snapshot");
+        assert!(!moves_forward(3, &input(Some(10), Some(10)), true));
+        assert!(!moves_forward(7, &input(Some(5), Some(9)), false), "below what the task re-reads up to");
+    }
 
     #[test]
     fn an_idle_stream_time_reads_back_from_its_metadata_and_nothing_else_does() {

@@ -131,3 +131,40 @@ fn an_at_least_once_commit_refused_asynchronously_is_retried_while_the_input_sta
     assert_eq!(committed, (Some(5), Some(5)));
     close(processor);
 }
+
+/// A partition rebuilt from an older snapshot (after a crash, a handover or a rewind) re-reads
+/// from the snapshot's offsets up to the committed ones. The commits made meanwhile (every
+/// commit interval, in a lull, on revoke) used to commit its re-read positions: the group's
+/// offset moved back, and a crash then had the next owner emit committed outputs again.
+#[test]
+fn commits_while_a_partition_is_rebuilt_never_move_its_committed_offset_back() {
+    let mock = MockCluster::new(1).unwrap();
+    let processor = processor(&mock);
+    joined(&processor, 2);
+    let (shared, consumer) = (&processor.shared, &processor.consumer);
+    shared.lock().tasks.get_mut(&0).unwrap().inputs[0].position = Some(10);
+    shared.lock().commit(shared, consumer, Wait::Sync).unwrap();
+    assert_eq!(committed_usage_0(&processor), Offset::Offset(10));
+    {
+        // Rebuilt from a snapshot taken at offset 3, re-reading up to the commit at 10.
+        let mut state = shared.lock();
+        let engine = shared.new_engine(&state.scorecard);
+        let mut task = PartitionTask::resume(0, engine, [Some(3), None, None], [crate::event::Millis::MIN; 3]);
+        let input = &mut task.inputs[0];
+        (input.committed, input.confirmed, input.restore_until) = (Some(10), Some(10), Some(10));
+        state.tasks.insert(0, task);
+        assert!(state.tasks[&0].restoring());
+    }
+    for wait in [Wait::No, Wait::Flush, Wait::Sync] {
+        shared.lock().commit(shared, consumer, wait).unwrap();
+        let _ = consumer.poll(Duration::from_millis(50));
+        assert_eq!(committed_usage_0(&processor), Offset::Offset(10), "{wait:?}");
+    }
+    // A refused commit of an older offset, answered late, does not move it back either.
+    let mut older = TopicPartitionList::new();
+    older.add_partition_offset(&shared.config.kafka.topics.usage, 0, Offset::Offset(3)).unwrap();
+    let refused = Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::RebalanceInProgress));
+    shared.lock().commit_result(shared, &refused, &older);
+    assert_eq!(shared.lock().tasks[&0].inputs[0].committed, Some(10));
+    close(processor);
+}
