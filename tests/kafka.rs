@@ -106,10 +106,10 @@ fn with_the_shipped_defaults_a_crash_mid_stream_and_one_mid_rebuild_repeat_and_l
     wait_caught_up(&t, group, &mut [&mut third]);
     assert!(third.stop().success());
     let backwards = watch.finish();
+    assert!(backwards.is_empty(), "committed offsets moved back: {backwards:?}");
     let (expected, expected_letters) = replayed_with_dead_letters(&events, 3);
     assert_same(&outputs(&t.output, "read_committed"), &expected);
     assert!(dead_letters(&t.dead_letter) == expected_letters, "every dead letter once");
-    assert!(backwards.is_empty(), "committed offsets moved back: {backwards:?}");
 }
 
 #[test]

@@ -262,7 +262,9 @@ impl State {
         self.commit_retry = Some((Instant::now() + backoff, backoff));
         let error = match result {
             Err(e) => e.to_string(),
-            Ok(()) => offsets.elements().iter().find_map(|e| e.error().err()).map(|e| e.to_string()).unwrap_or_default(),
+            Ok(()) => {
+                offsets.elements().iter().find_map(|e| e.error().err()).map(|e| e.to_string()).unwrap_or_default()
+            }
         };
         warn!(error = %error, retry_ms = backoff.as_millis() as u64, "the broker refused an offset commit; will retry");
     }

@@ -163,7 +163,8 @@ fn commits_while_a_partition_is_rebuilt_never_move_its_committed_offset_back() {
     // A refused commit of an older offset, answered late, does not move it back either.
     let mut older = TopicPartitionList::new();
     older.add_partition_offset(&shared.config.kafka.topics.usage, 0, Offset::Offset(3)).unwrap();
-    let refused = Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::RebalanceInProgress));
+    let refused =
+        Err(rdkafka::error::KafkaError::ConsumerCommit(rdkafka::error::RDKafkaErrorCode::RebalanceInProgress));
     shared.lock().commit_result(shared, &refused, &older);
     assert_eq!(shared.lock().tasks[&0].inputs[0].committed, Some(10));
     close(processor);
