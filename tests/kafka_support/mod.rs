@@ -180,7 +180,7 @@ fn drop_late_duplicates(events: &mut Vec<GeneratedEvent>) {
 pub fn replayed_with_dead_letters(
     events: &[GeneratedEvent],
     partitions: u32,
-) -> (BTreeMap<String, Vec<String>>, Vec<(Vec<u8>, String)>) {
+) -> (BTreeMap<String, Vec<String>>, Letters) {
     let mut bytes = Vec::new();
     for e in events {
         bytes.extend_from_slice(e.json.as_bytes());
@@ -215,8 +215,11 @@ pub fn replayed_with_dead_letters(
     (map, letters)
 }
 
+/// Dead letters as (bytes, reason).
+pub type Letters = Vec<(Vec<u8>, String)>;
+
 /// The dead letters a read_committed consumer sees, as (bytes, reason), sorted.
-pub fn dead_letters(topic: &str) -> Vec<(Vec<u8>, String)> {
+pub fn dead_letters(topic: &str) -> Letters {
     let mut letters: Vec<(Vec<u8>, String)> =
         read_all(topic, "read_committed").into_iter().map(|d| (d.payload, d.headers["reason"].clone())).collect();
     letters.sort();
