@@ -104,8 +104,12 @@ pub struct TopicInput {
     /// Offsets below this were processed (and their outputs committed) before this task was
     /// built: they are re-read to rebuild state, with outputs suppressed.
     pub restore_until: Option<i64>,
-    /// The offset the group last committed for this input (by this or a previous owner).
+    /// The offset the group last committed for this input (by this or a previous owner), or,
+    /// at-least-once, the offset of the latest commit requested, until the broker answers.
     pub committed: Option<i64>,
+    /// The latest offset the broker confirmed as committed (at-least-once commits are
+    /// asynchronous: a refused one sets `committed` back to this, so it is committed again).
+    pub confirmed: Option<i64>,
     /// The offset after the last message buffered: where fetching continues.
     pub fetched: Option<i64>,
     /// The consumer's position as the polling thread last read it when every message it had
@@ -185,12 +189,14 @@ pub struct PartitionTask {
     pub partition: i32,
     pub engine: Engine,
     pub inputs: [TopicInput; 3],
+    /// Records dated after this will be rejected as `in_future` (see [`PartitionTask::set_wall_clock`]).
+    accept_until: Millis,
 }
 
 impl PartitionTask {
     pub fn new(partition: i32, engine: Engine) -> Self {
         let input = || TopicInput { last_time: Millis::MIN, position_time: Millis::MIN, ..Default::default() };
-        PartitionTask { partition, engine, inputs: [input(), input(), input()] }
+        PartitionTask { partition, engine, inputs: [input(), input(), input()], accept_until: Millis::MAX }
     }
 
     /// A task continuing from a snapshot: `engine` reflects each input up to `offsets` (the
@@ -220,13 +226,31 @@ impl PartitionTask {
         !self.restoring() && self.inputs.iter().all(|i| i.position.is_none() || i.position == i.committed)
     }
 
+    /// Tells the task (and its engine) the wall clock (Unix ms): records dated more than the
+    /// engine's `max_future_secs` after it will be rejected as `in_future`, so the merge orders
+    /// them by their predecessor's time instead (see [`PartitionTask::push_record`]).
+    pub fn set_wall_clock(&mut self, now: Millis) {
+        self.engine.set_wall_clock(now);
+        let ahead = self.engine.config().max_future_secs;
+        self.accept_until = if ahead > 0 { now.saturating_add(ahead as Millis * 1000) } else { Millis::MAX };
+    }
+
     /// Buffers a record of source `source` (0 usage, 1 support, 2 billing), copied out of the
     /// consumer by [`Copier::copy`] (on the polling thread, which also read its event time:
     /// `Millis::MIN` if it could not be read).
+    ///
+    /// A record whose time cannot be read, or whose time the engine will reject as `in_future`,
+    /// keeps its place: the merge orders it by its predecessor's time. A topic's records are
+    /// merged in their offset order, so a head record dated 2099 used to hold every record
+    /// behind it in its topic until the other two topics had nothing left at all; the merge
+    /// then went on with their later records first, and order, state and outputs depended on
+    /// one rejected message. The engine still sees (and rejects) the real time: its parse reads
+    /// the timestamp again.
     pub fn push_record(&mut self, source: usize, mut record: Record) {
         let input = &mut self.inputs[source];
-        if record.time == Millis::MIN {
+        if record.time == Millis::MIN || record.time > self.accept_until {
             record.time = input.last_time;
+            record.time_span = (0, 0);
         }
         input.last_time = record.time;
         input.at_end = false;
@@ -425,6 +449,40 @@ good = 20
         assert_eq!(input.caught_up(Some(5), Some((0, 5))), Some(false));
         input.position = Some(9);
         assert_eq!(input.caught_up(None, Some((0, 5))), Some(true));
+    }
+
+    #[test]
+    fn an_event_dated_past_the_wall_clock_does_not_hold_its_topic_back_in_the_merge() {
+        // usage: 2 March 01:00, then an event dated 2099 (rejected as in_future), then 3 March;
+        // support: 2 March 05:00 and 4 March. The 2099 event used to be merged by its own
+        // time: usage's 3 March record waited behind it until support had nothing left, and
+        // support's 4 March record went first.
+        let mut t = task();
+        t.set_wall_clock(crate::event::parse_date_or_datetime("2026-12-07").unwrap());
+        let future = br#"{"event_id":"f","customer_id":"c1","timestamp":"2099-01-01T00:00:00Z","type":"feature_used","feature":"reports"}"#;
+        t.push(0, 0, None, &event("a", 2, 1, "usage"));
+        t.push(0, 1, None, future);
+        t.push(0, 2, None, &event("b", 3, 1, "usage"));
+        t.push(1, 0, None, &event("c", 2, 5, "support"));
+        t.push(1, 1, None, &event("d", 4, 1, "support"));
+        t.inputs.iter_mut().for_each(|i| i.at_end = true);
+        assert_eq!(t.inputs[0].queue[1].time, t.inputs[0].queue[0].time, "the 2099 event takes its predecessor's time");
+        let mut done = Processed::default();
+        t.process(usize::MAX, &mut done);
+        assert_eq!(done.records, 5);
+        assert_eq!(done.dead_letters.len(), 1, "the 2099 event is still rejected");
+        assert_eq!(done.dead_letters[0].rejection.reason, crate::event::RejectReason::InFuture);
+        assert_eq!(done.dead_letters[0].record.offset, 1);
+
+        let mut t = task();
+        t.set_wall_clock(crate::event::parse_date_or_datetime("2026-12-07").unwrap());
+        t.push(0, 0, None, &event("a", 2, 1, "usage"));
+        t.push(0, 1, None, future);
+        t.push(0, 2, None, &event("b", 3, 1, "usage"));
+        t.push(1, 0, None, &event("c", 2, 5, "support"));
+        t.push(1, 1, None, &event("d", 4, 1, "support"));
+        t.inputs.iter_mut().for_each(|i| i.at_end = true);
+        assert_eq!(order(&mut t), vec![(0, 0), (0, 1), (1, 0), (0, 2), (1, 1)], "the 2099 event keeps its place");
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(super) struct ServiceCollector {
     rewinds: IntCounter,
     rebalances: IntCounter,
     delivery_failures: IntCounter,
+    commit_failures: IntCounter,
     merge_stalls: IntCounter,
     commit_seconds: Counter,
     assigned: IntGauge,
@@ -138,6 +139,10 @@ impl ServiceCollector {
             rewinds: c("healthscore_rewinds_total", "Rewinds of every partition to its last commit."),
             rebalances: c("healthscore_rebalances_total", "Rebalance callbacks (assign or revoke)."),
             delivery_failures: c("healthscore_delivery_failures_total", "Produced records the brokers refused."),
+            commit_failures: c(
+                "healthscore_commit_failures_total",
+                "At-least-once offset commits the broker refused (each is retried).",
+            ),
             merge_stalls: c(
                 "healthscore_merge_stalls_total",
                 "Times a partition's merge had waited 30 s more for records its broker holds but has not delivered.",
@@ -218,7 +223,7 @@ impl ServiceCollector {
         me
     }
 
-    fn parts(&self) -> [&dyn Collector; 29] {
+    fn parts(&self) -> [&dyn Collector; 30] {
         [
             &self.consumed,
             &self.events,
@@ -232,6 +237,7 @@ impl ServiceCollector {
             &self.rewinds,
             &self.rebalances,
             &self.delivery_failures,
+            &self.commit_failures,
             &self.merge_stalls,
             &self.commit_seconds,
             &self.assigned,
@@ -306,6 +312,7 @@ impl ServiceCollector {
         set(&self.rewinds, load(&stats.rewinds));
         set(&self.rebalances, load(&stats.rebalances));
         set(&self.delivery_failures, load(&stats.delivery_failures));
+        set(&self.commit_failures, load(&stats.commit_failures));
         set(&self.merge_stalls, load(&stats.merge_stalls));
         self.commit_seconds.reset();
         self.commit_seconds.inc_by(load(&stats.commit_micros) as f64 / 1e6);

@@ -31,6 +31,9 @@ pub struct Stats {
     pub rewinds: AtomicU64,
     pub rebalances: AtomicU64,
     pub delivery_failures: AtomicU64,
+    /// At-least-once offset commits the broker refused (reported by the commit callback); each
+    /// is retried.
+    pub commit_failures: AtomicU64,
     /// Time spent committing (flush + offsets, or the transaction), in microseconds.
     pub commit_micros: AtomicU64,
     /// Times a partition's merge had waited long for records the broker holds (warned each time).

@@ -22,6 +22,7 @@ use super::{scopeguard, Shared, State, Stats, TIMEOUT};
 use crate::event::Millis;
 use crate::pipeline::acks::{Acks, Position};
 use crate::pipeline::config::Guarantee;
+use crate::pipeline::task::TopicInput;
 
 /// The producer's context: counts failed deliveries and reports each output's delivery
 /// against the commit epoch it was produced in (its opaque; see [`Acks`]).
@@ -64,13 +65,23 @@ impl State {
         let topics = shared.config.kafka.topics.inputs();
         let guarantee = shared.config.kafka.processing_guarantee;
         let deferred = guarantee == Guarantee::AtLeastOnce && wait == Wait::No;
+        // The broker refused an at-least-once commit (see `commit_result`): the next attempt
+        // waits for its backoff, rather than coming every 20 ms in a lull.
+        if guarantee == Guarantee::AtLeastOnce
+            && wait != Wait::Sync
+            && self.commit_retry.is_some_and(|(at, _)| Instant::now() < at)
+        {
+            return Ok(());
+        }
         let mut positions: Vec<Position> = Vec::new();
         for (p, task) in &self.tasks {
             // An idle advance since the last commit: its stream time is committed with the
             // partition's offsets, moved or not (a deferred commit waits for the next flush).
-            let floor_moved = !deferred && self.idle_floor.get(p) != self.committed_floor.get(p);
+            // So is one whose commit the broker refused.
+            let floor_moved = !deferred
+                && (self.idle_floor.get(p) != self.committed_floor.get(p) || self.floor_unconfirmed.contains(p));
             for (s, input) in task.inputs.iter().enumerate() {
-                if let Some(pos) = input.position.filter(|pos| floor_moved || Some(*pos) != input.committed) {
+                if let Some(pos) = input.position.filter(|pos| moves_forward(*pos, input, floor_moved)) {
                     positions.push((s, *p, pos));
                 }
             }
@@ -126,8 +137,12 @@ impl State {
                 // These positions cover what any waiting epoch would commit.
                 self.epochs.forget();
                 if tpl.count() > 0 {
-                    let mode = if wait == Wait::Sync { CommitMode::Sync } else { CommitMode::Async };
-                    if let Err(e) = consumer.commit(&tpl, mode) {
+                    let committed = if wait == Wait::Sync {
+                        consumer.commit(&tpl, CommitMode::Sync)
+                    } else {
+                        commit_async(consumer, &tpl)
+                    };
+                    if let Err(e) = committed {
                         // Not fatal: the offsets are committed again next time, and anything
                         // re-read after a crash is re-emitted with the same event_ids.
                         warn!(error = %e, "offset commit failed; will retry");
@@ -136,14 +151,20 @@ impl State {
                 }
             }
         }
+        // Confirmed now, except an asynchronous commit's: its answer comes to `commit_result`.
+        let confirmed = guarantee == Guarantee::ExactlyOnce || wait == Wait::Sync;
         for task in self.tasks.values_mut() {
             for input in &mut task.inputs {
                 if input.position.is_some() {
                     input.committed = input.position;
+                    if confirmed {
+                        input.confirmed = input.position;
+                    }
                 }
             }
         }
         self.committed_floor.clone_from(&self.idle_floor);
+        self.floor_unconfirmed.clear();
         self.dirty = false;
         shared.stats.commits.fetch_add(1, Relaxed);
         Ok(())
@@ -157,7 +178,10 @@ impl State {
         consumer: &BaseConsumer<Ctx>,
         positions: Vec<Position>,
     ) -> anyhow::Result<()> {
-        let Some(ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
+        let Some(mut ready) = self.epochs.tick(&shared.acks, positions) else { return Ok(()) };
+        // Offsets that waited for their outputs: not past a commit made since, nor for a
+        // partition no longer owned (its new owner commits it).
+        ready.retain(|&(s, p, offset)| self.tasks.get(&p).is_some_and(|t| moves_forward(offset, &t.inputs[s], false)));
         if self.delivery_failed(shared) {
             // An output before these offsets may be lost: never commit past it.
             self.rewind_undelivered(shared);
@@ -169,7 +193,7 @@ impl State {
         // The idle stream times as of the last flush, whose outputs are all acknowledged (a
         // commit without them would erase the ones committed).
         let tpl = offsets_list(shared.config.kafka.topics.inputs(), &ready, &self.committed_floor)?;
-        if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+        if let Err(e) = commit_async(consumer, &tpl) {
             warn!(error = %e, "offset commit failed; will retry");
             return Ok(());
         }
@@ -180,6 +204,69 @@ impl State {
         }
         shared.stats.commits.fetch_add(1, Relaxed);
         Ok(())
+    }
+
+    /// The broker's answer to an asynchronous at-least-once commit (the consumer's commit
+    /// callback, on the polling thread). A commit is counted as done when it is requested, so
+    /// that the next tick commits only what moved since; a refused one sets each of its
+    /// inputs back to the offset last confirmed, unless a later commit was requested since (it
+    /// covers this one), so the next commit tick commits it again, with a backoff, even while
+    /// no input arrives. Before, a refusal was only logged by librdkafka (rust-rdkafka's
+    /// asynchronous commit gave it no callback; see `commit_async`) and those offsets stayed
+    /// uncommitted until new input moved them.
+    pub(super) fn commit_result(&mut self, shared: &Shared, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        if matches!(result, Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))) {
+            return; // nothing was left to commit
+        }
+        let mut refused = result.is_err();
+        let mut pending = Vec::new();
+        for e in offsets.elements() {
+            let (Some(s), Offset::Offset(offset)) = (shared.source_of(e.topic()), e.offset()) else { continue };
+            let p = e.partition();
+            let ok = result.is_ok() && e.error().is_ok();
+            refused |= !ok;
+            let Some(input) = self.tasks.get_mut(&p).map(|t| &mut t.inputs[s]) else { continue };
+            if ok {
+                if input.confirmed.is_none_or(|c| c < offset) {
+                    input.confirmed = Some(offset);
+                }
+            } else if input.committed == Some(offset) {
+                pending.push((s, p));
+            }
+        }
+        if offsets.count() == 0 && refused {
+            // Refused as a whole, without its offsets: retry every commit not yet confirmed.
+            for (p, task) in &self.tasks {
+                for (s, input) in task.inputs.iter().enumerate() {
+                    if input.committed != input.confirmed {
+                        pending.push((s, *p));
+                    }
+                }
+            }
+        }
+        if !refused {
+            self.commit_retry = None;
+            return;
+        }
+        for (s, p) in pending {
+            if let Some(task) = self.tasks.get_mut(&p) {
+                let input = &mut task.inputs[s];
+                input.committed = input.confirmed;
+            }
+            if self.idle_floor.contains_key(&p) {
+                self.floor_unconfirmed.insert(p);
+            }
+        }
+        shared.stats.commit_failures.fetch_add(1, Relaxed);
+        let backoff = self.commit_retry.map_or(COMMIT_RETRY_FIRST, |(_, b)| (b * 2).min(COMMIT_RETRY_MAX));
+        self.commit_retry = Some((Instant::now() + backoff, backoff));
+        let error = match result {
+            Err(e) => e.to_string(),
+            Ok(()) => {
+                offsets.elements().iter().find_map(|e| e.error().err()).map(|e| e.to_string()).unwrap_or_default()
+            }
+        };
+        warn!(error = %error, retry_ms = backoff.as_millis() as u64, "the broker refused an offset commit; will retry");
     }
 
     /// At-least-once, when outputs may not all have been delivered: nothing processed since
@@ -251,6 +338,37 @@ pub(super) fn wait_delivered(producer: &ThreadedProducer<DeliveryCounter>, timeo
     }
 }
 
+/// The first wait before a refused at-least-once commit is retried, and the longest (doubling).
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Commits `tpl` without waiting, with the broker's answer delivered to the consumer's commit
+/// callback ([`Ctx`]'s, which hands it to [`State::commit_result`]) by the next poll of the
+/// consumer queue. rust-rdkafka's `commit(.., CommitMode::Async)` calls `rd_kafka_commit`
+/// without a reply queue, and with rust-rdkafka's event-based consumer librdkafka then tells
+/// nobody the result: a refused commit was lost silently (fede1024/rust-rdkafka#856). The
+/// reply goes to the consumer queue instead, as the fix proposed there (#857) does.
+pub(super) fn commit_async(consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) -> KafkaResult<()> {
+    use rdkafka::bindings as rdsys;
+    let rk = consumer.client().native_ptr();
+    // SAFETY: the client pointer is valid while the consumer is borrowed; `queue` is a new
+    // reference to the consumer queue, released after the call (librdkafka keeps its own for the
+    // reply); librdkafka copies the list before returning.
+    let err = unsafe {
+        let queue = rdsys::rd_kafka_queue_get_consumer(rk);
+        if queue.is_null() {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::UnknownGroup));
+        }
+        let err = rdsys::rd_kafka_commit_queue(rk, tpl.ptr(), queue, None, std::ptr::null_mut());
+        rdsys::rd_kafka_queue_destroy(queue);
+        err
+    };
+    match err {
+        rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(()),
+        e => Err(KafkaError::ConsumerCommit(e.into())),
+    }
+}
+
 /// Sends one record, waiting while librdkafka's queue is full (backpressure, not loss).
 pub(super) fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message::ToBytes + ?Sized>(
     producer: &ThreadedProducer<DeliveryCounter>,
@@ -265,6 +383,23 @@ pub(super) fn produce<K: rdkafka::message::ToBytes + ?Sized, P: rdkafka::message
             }
             Err((e, r)) => return Err(anyhow!("cannot produce to {}: {e}", r.topic)),
         }
+    }
+}
+
+/// Whether committing `position` for `input` moves its committed offset forward: past the offset
+/// last committed (or requested) and past the one its task re-reads up to; the same offset
+/// only to commit a moved idle stream time with it (`floor_moved`).
+///
+/// A rebuilt task (after a crash, a handover or a rewind) re-reads from its snapshot's offsets,
+/// or from the beginning, up to the committed ones, so its positions start below them. The
+/// commit ticks during that re-read used to commit those positions: the group's offsets moved
+/// back (by the whole re-read, in the worst case to the first records), and a crash then made
+/// the next owner emit again outputs that were committed, read_committed readers seeing them
+/// twice.
+pub(super) fn moves_forward(position: i64, input: &TopicInput, floor_moved: bool) -> bool {
+    match input.committed.max(input.restore_until) {
+        None => true,
+        Some(c) => position > c || (floor_moved && position == c),
     }
 }
 
@@ -302,6 +437,22 @@ pub(super) fn floor_of(metadata: &str) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_never_moves_an_offset_back() {
+        let input = |committed: Option<i64>, restore_until: Option<i64>| {
+            let mut input = TopicInput::default();
+            (input.committed, input.restore_until) = (committed, restore_until);
+            input
+        };
+        assert!(moves_forward(0, &input(None, None), false), "nothing committed yet");
+        assert!(moves_forward(11, &input(Some(10), Some(10)), false));
+        assert!(!moves_forward(10, &input(Some(10), Some(10)), false), "already committed");
+        assert!(moves_forward(10, &input(Some(10), Some(10)), true), "the same offset, with a new idle stream time");
+        assert!(!moves_forward(3, &input(Some(10), Some(10)), false), "re-reading from an older snapshot");
+        assert!(!moves_forward(3, &input(Some(10), Some(10)), true));
+        assert!(!moves_forward(7, &input(Some(5), Some(9)), false), "below what the task re-reads up to");
+    }
 
     #[test]
     fn an_idle_stream_time_reads_back_from_its_metadata_and_nothing_else_does() {

@@ -129,6 +129,12 @@ pub struct State {
     /// Rebuilt tasks that re-advance to their committed idle stream time (outputs suppressed)
     /// once their re-read is done.
     reapply_floor: HashMap<i32, Millis>,
+    /// At-least-once: partitions whose idle stream time was in a commit the broker refused
+    /// (committed again with the next commit that waits for its outputs).
+    floor_unconfirmed: HashSet<i32>,
+    /// At-least-once, after the broker refused a commit: when the next may be tried, and the
+    /// backoff that led there (see `commit_result`).
+    commit_retry: Option<(Instant, Duration)>,
 }
 
 /// When a partition was last snapshotted, at which input offsets (usage, support, billing) and
@@ -244,6 +250,8 @@ impl Processor {
                 committed_floor: HashMap::new(),
                 candidates: CandidateWriter::new(&config.engine.learn.candidate_dir),
                 reapply_floor: HashMap::new(),
+                floor_unconfirmed: HashSet::new(),
+                commit_retry: None,
             }),
             producer,
             acks,

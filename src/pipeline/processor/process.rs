@@ -227,6 +227,8 @@ impl State {
         // Messages come in runs of one input (a fetch response is per partition): the checks
         // and bookkeeping are done once per run, not per message.
         let mut consumed = [0u64; 3];
+        // Records the engine will reject as `in_future` keep their place in the merge.
+        let wall_clock = crate::pipeline::metrics::wall_clock_millis();
         let mut messages = handover.messages.into_iter().peekable();
         while let Some(first) = messages.next() {
             let (source, p, generation) = (first.source, first.partition, first.generation);
@@ -246,6 +248,7 @@ impl State {
                 run.for_each(drop);
                 continue;
             };
+            task.set_wall_clock(wall_clock);
             for m in run {
                 task.push_record(source, m.record);
                 consumed[source] += 1;
@@ -322,7 +325,7 @@ impl State {
                 self.stall_warned.remove(p);
             }
             // Bounded, so the lock is released regularly (readers such as the demo summary wait on it).
-            task.engine.set_wall_clock(wall_clock);
+            task.set_wall_clock(wall_clock);
             task.process(16_384, &mut done);
             if !task.restoring() {
                 if let Some(floor) = self.reapply_floor.remove(p) {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anyhow::{anyhow, Context as _};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{error, info, warn};
@@ -60,6 +60,13 @@ impl ConsumerContext for Ctx {
             state.fatal.get_or_insert(e);
         }
         shared.update_readiness(&state);
+    }
+
+    /// The answer to an asynchronous offset commit (see `commit_async`), served by the polling
+    /// thread's poll of the consumer queue, which holds no lock then.
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let shared = &self.0;
+        shared.lock().commit_result(shared, &result, offsets);
     }
 }
 
@@ -132,6 +139,7 @@ impl State {
                 _ => None,
             };
             input.committed = input.restore_until;
+            input.confirmed = input.restore_until;
             self.last_input.insert(p, Instant::now());
             tpl.set_partition_offset(e.topic(), p, Offset::Beginning)?;
             info!(partition = p, topic = e.topic(), committed = ?input.restore_until, "assigned");

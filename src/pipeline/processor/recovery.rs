@@ -69,6 +69,7 @@ impl State {
         };
         for (input, c) in task.inputs.iter_mut().zip(committed) {
             input.committed = c;
+            input.confirmed = c;
             input.restore_until = c;
         }
         let offsets = [0, 1, 2].map(|s| task.inputs[s].position);
