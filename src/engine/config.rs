@@ -27,7 +27,8 @@ pub struct EngineConfig {
     pub max_event_bytes: u32,
     /// How far ahead of the wall clock an event may be dated, in seconds; later ones are
     /// rejected as `in_future`. The shell gives the engine the wall clock
-    /// ([`Engine::set_wall_clock`]); with none given there is no such bound. 0 turns it off.
+    /// ([`Engine::set_wall_clock`](super::Engine::set_wall_clock)); with none given there is no
+    /// such bound. 0 turns it off.
     pub max_future_secs: u32,
     /// How far one event may move stream time ahead of the partition's latest event at once, in
     /// seconds. An event further ahead is applied to its customer, but stream time only follows
