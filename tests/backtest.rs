@@ -148,6 +148,26 @@ fn a_score_that_reads_usage_separates_silent_churners_and_a_random_one_does_not(
 }
 
 #[test]
+fn calibrate_warns_when_the_new_scorecard_stops_reading_a_component_informative_on_the_report_period() {
+    let (inputs, labels) = population(60, 60, 2, true);
+    let old = Scorecard::from_toml(BADLY_WEIGHTED, "bad").unwrap();
+    let observed = observe(old.clone(), &inputs, &labels, &config(30, Outcomes::Complete));
+    // A "new" scorecard that kept only the random answer: the usage components it dropped rank
+    // these silent churners, and the warning names both; the one it kept is not named.
+    let nps_only = Scorecard::from_toml(
+        "version = \"nps-only\"\n[[component]]\nname = \"nps\"\nsignal = \"last_nps\"\nweight = 1\nbad = 0\ngood = 10\n",
+        "nps-only",
+    )
+    .unwrap();
+    let warned = healthscore::calibrate::dropped_informative(&old, &nps_only, &observed.observations);
+    let names: Vec<&str> = warned.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["recency", "usage_frequency"], "{warned:?}");
+    assert!(warned.iter().all(|d| d.report_auc >= healthscore::calibrate::INFORMATIVE_AUC));
+    // Nothing to warn of when nothing informative was dropped.
+    assert!(healthscore::calibrate::dropped_informative(&old, &old, &observed.observations).is_empty());
+}
+
+#[test]
 fn calibrating_bad_weights_improves_the_held_out_auc() {
     let (inputs, labels) = population(60, 60, 2, true);
     let bad = Scorecard::from_toml(BADLY_WEIGHTED, "bad").unwrap();

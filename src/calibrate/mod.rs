@@ -13,7 +13,13 @@
 //! curve from the fit period ([`shapes`]), keeps the informative ones as step components, fits
 //! their weights the same way, and sets the band cut-offs from the fit period's scores.
 
+mod judge;
+mod probability;
 pub mod shapes;
+
+pub use self::judge::{dropped_informative, judge, DroppedComponent, Judgement, INFORMATIVE_AUC};
+use self::probability::add_probability;
+pub use self::probability::{fit_probability, with_probability};
 
 use linfa::traits::Fit as _;
 use linfa::Dataset;
@@ -21,11 +27,10 @@ use linfa_logistic::LogisticRegression;
 use ndarray::{Array1, Array2};
 use serde::Serialize;
 
-use crate::backtest::metrics::{auc, flag_quality, worst_decile};
 use crate::backtest::report::pct;
-use crate::backtest::{rescore, Observation};
+use crate::backtest::Observation;
 use crate::event::{format_rfc3339, Millis};
-use crate::score::{Band, Probability, Scorecard, Stage};
+use crate::score::{Probability, Scorecard, Stage};
 
 /// What can stop a calibration.
 #[derive(Debug, thiserror::Error)]
@@ -250,44 +255,6 @@ fn comment(item: &mut toml_edit::Item, text: &str) {
     }
 }
 
-/// How a scorecard ranks a set of observations (bands without hysteresis: a re-scored
-/// observation has no history of its own).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Judgement {
-    pub auc: Option<f64>,
-    pub lift: Option<f64>,
-    pub capture: Option<f64>,
-    pub share_red: f64,
-    pub share_red_or_yellow: f64,
-    pub red_precision: Option<f64>,
-    pub red_recall: Option<f64>,
-    pub red_or_yellow_precision: Option<f64>,
-    pub red_or_yellow_recall: Option<f64>,
-}
-
-/// Judges `sc` on `obs`, re-scoring them from their signals.
-pub fn judge(sc: &Scorecard, obs: &[Observation]) -> Judgement {
-    let scores = rescore(sc, obs);
-    let churned: Vec<bool> = obs.iter().map(|o| o.churned).collect();
-    let bands: Vec<Band> = scores.iter().map(|s| sc.bands.raw(*s)).collect();
-    let red: Vec<bool> = bands.iter().map(|b| *b == Band::Red).collect();
-    let flagged: Vec<bool> = bands.iter().map(|b| *b != Band::Green).collect();
-    let (r, f) = (flag_quality(&red, &churned), flag_quality(&flagged, &churned));
-    let n = obs.len().max(1) as f64;
-    let lift = worst_decile(&scores, &churned);
-    Judgement {
-        auc: auc(&scores, &churned),
-        lift: lift.map(|l| l.lift),
-        capture: lift.map(|l| l.capture),
-        share_red: r.flagged as f64 / n,
-        share_red_or_yellow: f.flagged as f64 / n,
-        red_precision: r.precision,
-        red_recall: r.recall,
-        red_or_yellow_precision: f.precision,
-        red_or_yellow_recall: f.recall,
-    }
-}
-
 /// A calibration's result: the fit, the new scorecard's text, and both scorecards judged on
 /// the fit period (in-sample, for reference) and on the report period (the honest figures).
 #[derive(Debug, Clone, Serialize)]
@@ -303,6 +270,10 @@ pub struct Calibration {
     /// On the report period: the mean churn probability the table gave, and the share that
     /// churned, so a reader sees whether the probabilities held on data the fit never saw.
     pub report_probability: Option<(f64, f64)>,
+    /// Components of the old scorecard that the new one no longer reads, although on the report
+    /// period their points alone ranked churn (AUC ≥ [`INFORMATIVE_AUC`]): the fit period
+    /// said otherwise, and a person should decide which to believe.
+    pub dropped_informative: Vec<DroppedComponent>,
     #[serde(skip)]
     pub toml: String,
 }
@@ -350,6 +321,7 @@ pub fn calibrate(
         report_after: p.after,
         probability,
         report_probability,
+        dropped_informative: dropped_informative(sc, &new, &report_obs),
         toml,
     })
 }
@@ -458,86 +430,9 @@ pub fn learn(
         report_after,
         probability,
         report_probability,
+        dropped_informative: dropped_informative(sc, &new, &report_obs),
         toml,
     })
-}
-
-/// Fits `new`'s [`Probability`] on the fit period, adds it to `toml` as `[probability]`, and
-/// measures it on the report period: what both [`calibrate`] and [`learn`] end with.
-fn add_probability(
-    toml: String,
-    new: &Scorecard,
-    fit_obs: &[Observation],
-    report_obs: &[Observation],
-    horizon_days: u32,
-) -> Result<(String, Option<Probability>, Option<(f64, f64)>), CalibrateError> {
-    let Some(p) = fit_probability(new, fit_obs, horizon_days)? else { return Ok((toml, None, None)) };
-    let report = (!report_obs.is_empty()).then(|| {
-        let scores = rescore(new, report_obs);
-        let n = report_obs.len() as f64;
-        let predicted = scores.iter().map(|s| p.of(*s)).sum::<f64>() / n;
-        let observed = report_obs.iter().filter(|o| o.churned).count() as f64 / n;
-        (predicted, observed)
-    });
-    Ok((with_probability(&toml, &p)?, Some(p), report))
-}
-
-/// Platt scaling: a logistic regression of "churned within the horizon" on `sc`'s score over
-/// `fit_obs`, as the probability table the engine reads. `None` when the scores do not rank
-/// churn the right way round (a higher score going with more churn): then no probability is
-/// better than a misleading one.
-pub fn fit_probability(
-    sc: &Scorecard,
-    fit_obs: &[Observation],
-    horizon_days: u32,
-) -> Result<Option<Probability>, CalibrateError> {
-    let churning = fit_obs.iter().filter(|o| o.churned).count();
-    if churning == 0 || churning == fit_obs.len() {
-        return Err(CalibrateError::OneClass { churning, staying: fit_obs.len() - churning });
-    }
-    // The score in hundreds keeps the one feature near unit scale for the solver.
-    let scores = rescore(sc, fit_obs);
-    let x = Array2::from_shape_fn((scores.len(), 1), |(i, _)| scores[i] / 100.0);
-    let y: Array1<bool> = fit_obs.iter().map(|o| o.churned).collect();
-    let model = LogisticRegression::default()
-        .alpha(1e-3)
-        .max_iterations(500)
-        .fit(&Dataset::new(x, y))
-        .map_err(|e| CalibrateError::Fit(e.to_string()))?;
-    // linfa's parameters are the log-odds of its positive class; make them the log-odds of churn.
-    let sign = if model.labels().pos.class { 1.0 } else { -1.0 };
-    let slope = crate::score::round_to(sign * model.params()[0] / 100.0, 5);
-    let intercept = crate::score::round_to(sign * model.intercept(), 4);
-    if slope >= 0.0 {
-        return Ok(None);
-    }
-    let p = Probability { horizon_days, intercept, slope };
-    let mut issues = Vec::new();
-    p.check(&mut issues);
-    Ok(issues.is_empty().then_some(p))
-}
-
-/// `toml` with `[probability]` set to `p`, commented for the person who reads the file.
-pub fn with_probability(toml: &str, p: &Probability) -> Result<String, CalibrateError> {
-    use toml_edit::{value, DocumentMut, Item, Table};
-    let mut doc: DocumentMut = toml.parse().map_err(|e: toml_edit::TomlError| CalibrateError::Edit(e.to_string()))?;
-    let mut t = Table::new();
-    t.decor_mut().set_prefix(format!(
-        "\n# The churn probability within {} days each score stands for, fitted on the fit period's\n\
-         # observed churn (Platt scaling): 1 / (1 + e^-(intercept + slope * score)). Score 20: {:.0} %,\n\
-         # 50: {:.0} %, 80: {:.0} %.\n",
-        p.horizon_days,
-        100.0 * p.of(20.0),
-        100.0 * p.of(50.0),
-        100.0 * p.of(80.0)
-    ));
-    t["horizon_days"] = value(p.horizon_days as i64);
-    t["intercept"] = value(p.intercept);
-    t["slope"] = value(p.slope);
-    doc.insert("probability", Item::Table(t));
-    let text = doc.to_string();
-    Scorecard::from_toml(&text, "(calibrated)").map_err(|e| CalibrateError::Invalid(e.to_string()))?;
-    Ok(text)
 }
 
 /// `source` with its components replaced by the learned ones (zero weights left out), their

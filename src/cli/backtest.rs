@@ -125,6 +125,12 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
     let cal = run(&scorecard, &observed.observations, split_at, l2, &version, &data, cfg.horizon_days)?;
     std::fs::write(&output, &cal.toml).with_context(|| format!("cannot write {}", output.display()))?;
     print_out(&render_calibration(&scorecard.version, &version, &cal))?;
+    for d in &cal.dropped_informative {
+        eprintln!(
+            "warning: {} no longer reads component {}, whose points alone ranked the REPORT period's churn at AUC {:.3} (the fit period gave it no weight); compare both scorecards with `backtest` before deploying",
+            version, d.name, d.report_auc
+        );
+    }
     eprintln!(
         "calibrated scorecard: {} (check it with `healthscore check-scorecard {}`)",
         output.display(),
