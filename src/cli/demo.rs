@@ -69,7 +69,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         http_tokens: crate::pipeline::config::Config::load(None, std::env::vars())?
             .http
             .tokens()
-            .map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?,
+            .map_err(anyhow::Error::msg)?,
     };
     let s = run_demo(&options, scorecard, stop, |line| println!("{line}"))?;
     println!(

@@ -80,7 +80,7 @@ fn serve(config: Arc<Config>, scorecard: Arc<Scorecard>) -> Result<()> {
         .context("processor start panicked")??;
         // The HTTP endpoints share this runtime; they stop with the service.
         tracing::info!(%addr, scheme, "HTTP endpoints: /metrics /healthz /readyz /customers /scorecard");
-        let tokens = config.http.tokens().map_err(|e| anyhow::anyhow!("http.token_file: {e}"))?;
+        let tokens = config.http.tokens().map_err(anyhow::Error::msg)?;
         if crate::pipeline::config::serves_data_to_anyone(addr, &tokens) {
             tracing::warn!(%addr, "http.allow_unauthenticated: the query API serves customer data without a token");
         }

@@ -44,17 +44,14 @@ pub fn check_client_properties(config: &Config) -> Vec<ConfigIssue> {
     let refused = |key: &str, e: KafkaError| {
         let reason = match e {
             // librdkafka quotes the value it refuses; a secret's stays out of the message.
-            KafkaError::ClientConfig(_, description, _, value) if secrets::is_secret_key(key) && !value.is_empty() => {
-                description.replace(&value, secrets::REDACTED)
-            }
-            KafkaError::ClientConfig(_, description, _, _) => description,
+            KafkaError::ClientConfig(_, description, _, value) => secrets::redact_value(&description, key, &value),
             other => other.to_string(),
         };
         format!("librdkafka refuses it: {reason}")
     };
     // Each pass-through property alone first, so that every bad one is named at once.
     let mut issues = Vec::new();
-    for (map, props) in [("client", &k.client), ("consumer", &k.consumer), ("producer", &k.producer)] {
+    for (map, props) in k.maps() {
         for (key, value) in props {
             if let Err(e) = ClientConfig::new().set(key, value).create_native_config() {
                 issues.push(ConfigIssue::new(format!("kafka.{map}.\"{key}\""), refused(key, e)));
@@ -201,10 +198,9 @@ pub fn check_connection(config: &Config) -> anyhow::Result<()> {
 /// `text` with the value of every secret-looking librdkafka property cut out (librdkafka's
 /// messages are not meant to quote them, but an error message must never be where one leaks).
 fn without_secrets(mut text: String, config: &Config) -> String {
-    let k = &config.kafka;
-    for (key, value) in k.client.iter().chain(&k.consumer).chain(&k.producer) {
-        if secrets::is_secret_key(key) && !value.is_empty() {
-            text = text.replace(value.as_str(), secrets::REDACTED);
+    for (_, props) in config.kafka.maps() {
+        for (key, value) in props {
+            text = secrets::redact_value(&text, key, value);
         }
     }
     text

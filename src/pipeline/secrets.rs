@@ -32,6 +32,16 @@ pub fn is_secret_key(key: &str) -> bool {
         || k == "sasl.jaas.config"
 }
 
+/// `text` with `value` cut out where `key` names a secret: librdkafka quotes the values it
+/// refuses or fails on, and a secret's must not reach a log line or an error message.
+pub fn redact_value(text: &str, key: &str, value: &str) -> String {
+    if is_secret_key(key) && !value.is_empty() {
+        text.replace(value, REDACTED)
+    } else {
+        text.to_string()
+    }
+}
+
 /// A `BTreeMap` that prints its secret-looking values as [`REDACTED`] in `Debug`.
 pub struct RedactedMap<'a>(pub &'a BTreeMap<String, String>);
 

@@ -109,16 +109,18 @@ impl HttpConfig {
 
     /// The bearer tokens: `token` and the lines of `token_file`. Empty: the data endpoints are
     /// open (validation allows that only on loopback or with `allow_unauthenticated`).
+    /// An error names the key (`http.token_file: ...`), so every caller reports it as it is.
     pub fn tokens(&self) -> Result<Vec<String>, String> {
         let mut tokens: Vec<String> = self.token.iter().cloned().collect();
         if let Some(path) = &self.token_file {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("http.token_file: cannot read {}: {e}", path.display()))?;
             let before = tokens.len();
             tokens.extend(
                 text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string),
             );
             if tokens.len() == before {
-                return Err(format!("{} holds no token", path.display()));
+                return Err(format!("http.token_file: {} holds no token", path.display()));
             }
         }
         Ok(tokens)
@@ -166,6 +168,13 @@ pub struct KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The librdkafka pass-through maps with their names, in [`secrets::LIBRDKAFKA_MAPS`]'s
+    /// order (the order they are applied in).
+    pub fn maps(&self) -> [(&'static str, &BTreeMap<String, String>); 3] {
+        let [client, consumer, producer] = secrets::LIBRDKAFKA_MAPS;
+        [(client, &self.client), (consumer, &self.consumer), (producer, &self.producer)]
+    }
+
     /// One of the librdkafka maps by its name in [`secrets::LIBRDKAFKA_MAPS`].
     fn map_mut(&mut self, name: &str) -> &mut BTreeMap<String, String> {
         match name {
