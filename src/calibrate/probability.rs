@@ -13,6 +13,10 @@ use crate::score::{Probability, Scorecard};
 
 use super::CalibrateError;
 
+/// The new file's text with its table, the table, and on the report period the mean
+/// probability it gave beside the share that churned.
+pub(super) type WithProbability = (String, Option<Probability>, Option<(f64, f64)>);
+
 /// Fits `new`'s [`Probability`] on the fit period, adds it to `toml` as `[probability]`, and
 /// measures it on the report period: what both [`super::calibrate`] and [`super::learn`] end with.
 pub(super) fn add_probability(
@@ -21,7 +25,7 @@ pub(super) fn add_probability(
     fit_obs: &[Observation],
     report_obs: &[Observation],
     horizon_days: u32,
-) -> Result<(String, Option<Probability>, Option<(f64, f64)>), CalibrateError> {
+) -> Result<WithProbability, CalibrateError> {
     let Some(p) = fit_probability(new, fit_obs, horizon_days)? else { return Ok((toml, None, None)) };
     let report = (!report_obs.is_empty()).then(|| {
         let scores = rescore(new, report_obs);

@@ -457,15 +457,19 @@ good = 20
         // support: 2 March 05:00 and 4 March. The 2099 event used to be merged by its own
         // time: usage's 3 March record waited behind it until support had nothing left, and
         // support's 4 March record went first.
-        let mut t = task();
-        t.set_wall_clock(crate::event::parse_date_or_datetime("2026-12-07").unwrap());
         let future = br#"{"event_id":"f","customer_id":"c1","timestamp":"2099-01-01T00:00:00Z","type":"feature_used","feature":"reports"}"#;
-        t.push(0, 0, None, &event("a", 2, 1, "usage"));
-        t.push(0, 1, None, future);
-        t.push(0, 2, None, &event("b", 3, 1, "usage"));
-        t.push(1, 0, None, &event("c", 2, 5, "support"));
-        t.push(1, 1, None, &event("d", 4, 1, "support"));
-        t.inputs.iter_mut().for_each(|i| i.at_end = true);
+        let filled = || {
+            let mut t = task();
+            t.set_wall_clock(crate::event::parse_date_or_datetime("2026-12-07").unwrap());
+            t.push(0, 0, None, &event("a", 2, 1, "usage"));
+            t.push(0, 1, None, future);
+            t.push(0, 2, None, &event("b", 3, 1, "usage"));
+            t.push(1, 0, None, &event("c", 2, 5, "support"));
+            t.push(1, 1, None, &event("d", 4, 1, "support"));
+            t.inputs.iter_mut().for_each(|i| i.at_end = true);
+            t
+        };
+        let mut t = filled();
         assert_eq!(t.inputs[0].queue[1].time, t.inputs[0].queue[0].time, "the 2099 event takes its predecessor's time");
         let mut done = Processed::default();
         t.process(usize::MAX, &mut done);
@@ -474,14 +478,7 @@ good = 20
         assert_eq!(done.dead_letters[0].rejection.reason, crate::event::RejectReason::InFuture);
         assert_eq!(done.dead_letters[0].record.offset, 1);
 
-        let mut t = task();
-        t.set_wall_clock(crate::event::parse_date_or_datetime("2026-12-07").unwrap());
-        t.push(0, 0, None, &event("a", 2, 1, "usage"));
-        t.push(0, 1, None, future);
-        t.push(0, 2, None, &event("b", 3, 1, "usage"));
-        t.push(1, 0, None, &event("c", 2, 5, "support"));
-        t.push(1, 1, None, &event("d", 4, 1, "support"));
-        t.inputs.iter_mut().for_each(|i| i.at_end = true);
+        let mut t = filled();
         assert_eq!(order(&mut t), vec![(0, 0), (0, 1), (1, 0), (0, 2), (1, 1)], "the 2099 event keeps its place");
     }
 
