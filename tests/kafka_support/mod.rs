@@ -181,6 +181,17 @@ pub fn replayed_with_dead_letters(
     events: &[GeneratedEvent],
     partitions: u32,
 ) -> (BTreeMap<String, Vec<String>>, Letters) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    replay_events(events, partitions, Some(now))
+}
+
+/// `events` replayed over `partitions` engines, with `wall_clock` given to each if any: the
+/// outputs per customer in order, and the dead letters as (bytes, reason), sorted.
+fn replay_events(
+    events: &[GeneratedEvent],
+    partitions: u32,
+    wall_clock: Option<i64>,
+) -> (BTreeMap<String, Vec<String>>, Letters) {
     let mut bytes = Vec::new();
     for e in events {
         bytes.extend_from_slice(e.json.as_bytes());
@@ -188,11 +199,12 @@ pub fn replayed_with_dead_letters(
     }
     let history = History::from_inputs([Input { name: "events".into(), bytes }]).unwrap();
     let scorecard = Arc::new(Scorecard::default_scorecard());
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut engines: Vec<Engine> = (0..partitions)
         .map(|_| {
             let mut engine = Engine::new(scorecard.clone(), EngineConfig::default());
-            engine.set_wall_clock(now);
+            if let Some(now) = wall_clock {
+                engine.set_wall_clock(now);
+            }
             engine
         })
         .collect();
@@ -235,23 +247,7 @@ pub fn send(t: &Topics, events: &[GeneratedEvent]) {
 
 /// What `replay` over `partitions` partitions emits for `events`, per customer in order.
 pub fn replayed(events: &[GeneratedEvent], partitions: u32) -> BTreeMap<String, Vec<String>> {
-    let mut bytes = Vec::new();
-    for e in events {
-        bytes.extend_from_slice(e.json.as_bytes());
-        bytes.push(b'\n');
-    }
-    let history = History::from_inputs([Input { name: "events".into(), bytes }]).unwrap();
-    let scorecard = Arc::new(Scorecard::default_scorecard());
-    let mut engines: Vec<Engine> =
-        (0..partitions).map(|_| Engine::new(scorecard.clone(), EngineConfig::default())).collect();
-    let mut out = Vec::new();
-    replay_with(&mut engines, &history, &mut out, |_| {}, false).unwrap();
-    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for line in String::from_utf8(out).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        map.entry(v["customer_id"].as_str().unwrap().to_string()).or_default().push(line.to_string());
-    }
-    map
+    replay_events(events, partitions, None).0
 }
 
 /// One message read back.
