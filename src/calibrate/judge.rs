@@ -51,7 +51,7 @@ pub fn judge(sc: &Scorecard, obs: &[Observation]) -> Judgement {
 /// The AUC of a component's points alone from which `backtest` calls it informative.
 pub const INFORMATIVE_AUC: f64 = 0.6;
 
-/// A component [`super::Calibration::dropped_informative`] warns of.
+/// A component [`dropped_informative`] warns of.
 #[derive(Debug, Clone, Serialize)]
 pub struct DroppedComponent {
     pub name: String,

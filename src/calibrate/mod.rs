@@ -270,10 +270,6 @@ pub struct Calibration {
     /// On the report period: the mean churn probability the table gave, and the share that
     /// churned, so a reader sees whether the probabilities held on data the fit never saw.
     pub report_probability: Option<(f64, f64)>,
-    /// Components of the old scorecard that the new one no longer reads, although on the report
-    /// period their points alone ranked churn (AUC ≥ [`INFORMATIVE_AUC`]): the fit period
-    /// said otherwise, and a person should decide which to believe.
-    pub dropped_informative: Vec<DroppedComponent>,
     #[serde(skip)]
     pub toml: String,
 }
@@ -321,7 +317,6 @@ pub fn calibrate(
         report_after: p.after,
         probability,
         report_probability,
-        dropped_informative: dropped_informative(sc, &new, &report_obs),
         toml,
     })
 }
@@ -430,7 +425,6 @@ pub fn learn(
         report_after,
         probability,
         report_probability,
-        dropped_informative: dropped_informative(sc, &new, &report_obs),
         toml,
     })
 }

@@ -125,7 +125,11 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
     let cal = run(&scorecard, &observed.observations, split_at, l2, &version, &data, cfg.horizon_days)?;
     std::fs::write(&output, &cal.toml).with_context(|| format!("cannot write {}", output.display()))?;
     print_out(&render_calibration(&scorecard.version, &version, &cal))?;
-    for d in &cal.dropped_informative {
+    // Only this command reads the warning, so it is worked out here, not in every calibration
+    // (the online learner's refits run the same fit in the service).
+    let new = Scorecard::from_toml(&cal.toml, "(calibrated)")?;
+    let later: Vec<_> = observed.observations.iter().filter(|o| o.at >= split_at).cloned().collect();
+    for d in crate::calibrate::dropped_informative(&scorecard, &new, &later) {
         eprintln!(
             "warning: {} no longer reads component {}, whose points alone ranked the REPORT period's churn at AUC {:.3} (the fit period gave it no weight); compare both scorecards with `backtest` before deploying",
             version, d.name, d.report_auc
@@ -137,8 +141,6 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         output.display()
     );
     if let Some(dir) = plots {
-        let new = Scorecard::from_toml(&cal.toml, "(calibrated)")?;
-        let later: Vec<_> = observed.observations.iter().filter(|o| o.at >= split_at).cloned().collect();
         let churned: Vec<bool> = later.iter().map(|o| o.churned).collect();
         let curve = |sc: &Scorecard| {
             let scores = backtest::rescore(sc, &later);
